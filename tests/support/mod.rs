@@ -1,0 +1,118 @@
+//! Shared integration-test support: a real kube-apiserver for each test binary
+//! and a fresh namespace for each test.
+//!
+//! Set `FSXBO_KUBECONFIG` to a kubeconfig to run against an already running
+//! control plane (for example one from `scripts/control-plane.sh start`);
+//! otherwise the first test that asks starts one with
+//! `scripts/control-plane.sh run`, which stops itself when this process exits
+//! (its stdin closes), however the process ends.
+
+#![allow(dead_code)] // each test binary uses its own subset of the helpers
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// A running control plane this test binary can use.
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    /// Holds the supervisor's stdin open; never dropped, closed by process exit.
+    _supervisor: Option<Mutex<Child>>,
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// The control plane for this test binary, started on first use.
+pub fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(|| {
+        if let Some(path) = std::env::var_os("FSXBO_KUBECONFIG") {
+            return ControlPlane {
+                kubeconfig: PathBuf::from(path),
+                _supervisor: None,
+            };
+        }
+        start_control_plane()
+    })
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn start_control_plane() -> ControlPlane {
+    let dir = std::env::temp_dir().join(format!("fsxbo-cp-{}", std::process::id()));
+    let mut child = Command::new(repo_root().join("scripts/control-plane.sh"))
+        .arg("run")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn scripts/control-plane.sh");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read control-plane output");
+    let kubeconfig = PathBuf::from(line.trim());
+    assert!(
+        kubeconfig.is_file(),
+        "control plane did not start (got {line:?}); see the messages above"
+    );
+    ControlPlane {
+        kubeconfig,
+        _supervisor: Some(Mutex::new(child)),
+    }
+}
+
+/// A new client for the shared control plane. Each `#[tokio::test]` has its own
+/// runtime, so clients are made per test rather than shared.
+pub async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(&control_plane().kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Runs `test` with a client and a namespace created for it alone; the
+/// namespace is deleted afterwards, whether the test passed or panicked.
+pub async fn with_namespace<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let client = client().await;
+    let name = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.clone());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create test namespace");
+
+    let outcome = std::panic::AssertUnwindSafe(test(client, name.clone()))
+        .catch_unwind()
+        .await;
+
+    // Without a controller-manager the namespace stays Terminating, but it is
+    // marked for deletion and its objects no longer matter to other tests.
+    let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
