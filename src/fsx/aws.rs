@@ -1,0 +1,432 @@
+//! The [`FsxApi`] implementation on the AWS SDK: one client per Region, cached,
+//! each behind its own request-rate limit, with the SDK's retries for throttling.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_fsx::config::retry::RetryConfig;
+use aws_sdk_fsx::types::{self as sdk, Filter, FilterName};
+use jiff::Timestamp;
+
+use super::error::{FsxError, from_sdk};
+use super::rate_limit::TokenBucket;
+use super::{
+    Backup, BackupTarget, BackupType, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted,
+    FileSystem, FsxApi, Lifecycle, Volume,
+};
+
+/// FSx accepts at most this many ids in one `DescribeBackups` call.
+const MAX_IDS_PER_DESCRIBE: usize = 50;
+
+/// How the operator talks to FSx.
+#[derive(Clone, Debug)]
+pub struct AwsFsxConfig {
+    /// Overrides the FSx endpoint (flag `--fsx-endpoint` or `AWS_ENDPOINT_URL_FSX`).
+    pub endpoint_url: Option<String>,
+    /// SDK attempts per call, including the first; throttling and 5xx are retried.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    /// Client-side limit per Region, requests per second; `None` turns it off.
+    pub requests_per_second: Option<f64>,
+    pub burst: u32,
+}
+
+impl Default for AwsFsxConfig {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            requests_per_second: Some(10.0),
+            burst: 20,
+        }
+    }
+}
+
+/// FSx through the AWS SDK.
+#[derive(Debug)]
+pub struct AwsFsx {
+    base: SdkConfig,
+    config: AwsFsxConfig,
+    regions: Mutex<HashMap<String, RegionClient>>,
+}
+
+#[derive(Clone, Debug)]
+struct RegionClient {
+    client: aws_sdk_fsx::Client,
+    limiter: Option<Arc<TokenBucket>>,
+}
+
+impl RegionClient {
+    /// The client, once the Region's rate limit allows one more request.
+    async fn ready(&self) -> &aws_sdk_fsx::Client {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
+        &self.client
+    }
+}
+
+impl AwsFsx {
+    /// Loads credentials and defaults from the standard AWS chain (environment,
+    /// web identity for IRSA, EKS Pod Identity, profile, instance metadata).
+    pub async fn from_environment(config: AwsFsxConfig) -> Self {
+        Self::new(
+            aws_config::defaults(BehaviorVersion::latest()).load().await,
+            config,
+        )
+    }
+
+    pub fn new(base: SdkConfig, config: AwsFsxConfig) -> Self {
+        Self {
+            base,
+            config,
+            regions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn region(&self, region: &str) -> RegionClient {
+        let mut regions = self
+            .regions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        regions
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let retry = RetryConfig::standard()
+                    .with_max_attempts(self.config.max_attempts.max(1))
+                    .with_initial_backoff(self.config.initial_backoff);
+                let mut builder = aws_sdk_fsx::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_owned()))
+                    .retry_config(retry);
+                if let Some(url) = &self.config.endpoint_url {
+                    builder = builder.endpoint_url(url);
+                }
+                RegionClient {
+                    client: aws_sdk_fsx::Client::from_conf(builder.build()),
+                    limiter: self
+                        .config
+                        .requests_per_second
+                        .map(|rate| Arc::new(TokenBucket::new(rate, self.config.burst))),
+                }
+            })
+            .clone()
+    }
+
+    /// One `DescribeBackups` page sequence; duplicates across pages are merged.
+    async fn describe_backups(
+        &self,
+        region: &str,
+        filter: Option<Filter>,
+        ids: Option<Vec<String>>,
+    ) -> Result<
+        Vec<Backup>,
+        aws_sdk_fsx::error::SdkError<
+            aws_sdk_fsx::operation::describe_backups::DescribeBackupsError,
+            aws_sdk_fsx::config::http::HttpResponse,
+        >,
+    > {
+        let rc = self.region(region);
+        let mut found = BTreeMap::new();
+        let mut next_token: Option<String> = None;
+        let mut seen_tokens = std::collections::HashSet::new();
+        loop {
+            let page = rc
+                .ready()
+                .await
+                .describe_backups()
+                .set_filters(filter.clone().map(|f| vec![f]))
+                .set_backup_ids(ids.clone())
+                .set_next_token(next_token.clone())
+                .send()
+                .await?;
+            for backup in page.backups() {
+                if let Some(backup) = backup_from_sdk(backup) {
+                    found.insert(backup.id.clone(), backup);
+                }
+            }
+            match page.next_token() {
+                // A repeated token would loop forever; what was read so far is complete
+                // enough for FSx to have handed out the token again.
+                Some(token) if seen_tokens.insert(token.to_owned()) => {
+                    next_token = Some(token.to_owned());
+                }
+                _ => break,
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+}
+
+impl FsxApi for AwsFsx {
+    async fn create_backup(
+        &self,
+        region: &str,
+        request: &CreateBackupRequest,
+    ) -> Result<Backup, FsxError> {
+        let rc = self.region(region);
+        let mut call = rc
+            .ready()
+            .await
+            .create_backup()
+            .client_request_token(&request.client_request_token)
+            .set_tags(tags_to_sdk(&request.tags));
+        call = match &request.target {
+            BackupTarget::FileSystem(id) => call.file_system_id(id),
+            BackupTarget::Volume(id) => call.volume_id(id),
+        };
+        let output = call
+            .send()
+            .await
+            .map_err(|e| from_sdk("CreateBackup", region, &e))?;
+        output
+            .backup()
+            .and_then(backup_from_sdk)
+            .ok_or_else(|| incomplete_response("CreateBackup", region))
+    }
+
+    async fn describe_backups_of(
+        &self,
+        region: &str,
+        target: &BackupTarget,
+    ) -> Result<Vec<Backup>, FsxError> {
+        let (name, id) = match target {
+            BackupTarget::FileSystem(id) => (FilterName::FileSystemId, id),
+            BackupTarget::Volume(id) => (FilterName::VolumeId, id),
+        };
+        let filter = Filter::builder().name(name).values(id).build();
+        self.describe_backups(region, Some(filter), None)
+            .await
+            .map_err(|e| from_sdk("DescribeBackups", region, &e))
+    }
+
+    async fn describe_backups_by_ids(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<BackupsById, FsxError> {
+        let mut result = BackupsById::default();
+        for chunk in ids.chunks(MAX_IDS_PER_DESCRIBE) {
+            match self
+                .describe_backups(region, None, Some(chunk.to_vec()))
+                .await
+            {
+                Ok(found) => result.found.extend(found),
+                Err(err) => match from_sdk("DescribeBackups", region, &err) {
+                    // FSx fails the whole call when one id is gone: find out which, one by one.
+                    FsxError::NotFound { .. } => {
+                        for id in chunk {
+                            match self
+                                .describe_backups(region, None, Some(vec![id.clone()]))
+                                .await
+                            {
+                                Ok(found) => result.found.extend(found),
+                                Err(err) => match from_sdk("DescribeBackups", region, &err) {
+                                    FsxError::NotFound { .. } => result.missing.push(id.clone()),
+                                    other => return Err(other),
+                                },
+                            }
+                        }
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(result)
+    }
+
+    async fn delete_backup(&self, region: &str, backup_id: &str) -> Result<Deleted, FsxError> {
+        let rc = self.region(region);
+        match rc
+            .ready()
+            .await
+            .delete_backup()
+            .backup_id(backup_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Now),
+            Err(err) => match from_sdk("DeleteBackup", region, &err) {
+                FsxError::NotFound { .. } => Ok(Deleted::AlreadyGone),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn copy_backup(
+        &self,
+        destination_region: &str,
+        request: &CopyBackupRequest,
+    ) -> Result<Backup, FsxError> {
+        let rc = self.region(destination_region);
+        let output = rc
+            .ready()
+            .await
+            .copy_backup()
+            .source_backup_id(&request.source_backup_id)
+            .source_region(&request.source_region)
+            .set_kms_key_id(request.kms_key_id.clone())
+            .copy_tags(request.copy_tags)
+            .set_tags(tags_to_sdk(&request.tags))
+            .client_request_token(&request.client_request_token)
+            .send()
+            .await
+            .map_err(|e| from_sdk("CopyBackup", destination_region, &e))?;
+        output
+            .backup()
+            .and_then(backup_from_sdk)
+            .ok_or_else(|| incomplete_response("CopyBackup", destination_region))
+    }
+
+    async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
+        let rc = self.region(region);
+        let mut all = BTreeMap::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = rc
+                .ready()
+                .await
+                .describe_file_systems()
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk("DescribeFileSystems", region, &e))?;
+            for fs in page.file_systems() {
+                let Some(id) = fs.file_system_id() else {
+                    continue;
+                };
+                all.insert(
+                    id.to_owned(),
+                    FileSystem {
+                        id: id.to_owned(),
+                        file_system_type: fs
+                            .file_system_type()
+                            .map_or_else(String::new, |t| t.as_str().to_owned()),
+                        lifecycle: fs
+                            .lifecycle()
+                            .map_or_else(String::new, |l| l.as_str().to_owned()),
+                        tags: tags_from_sdk(fs.tags()),
+                    },
+                );
+            }
+            match page.next_token() {
+                Some(token) => next_token = Some(token.to_owned()),
+                None => break,
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    async fn describe_volumes(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<Vec<Volume>, FsxError> {
+        let rc = self.region(region);
+        let mut all = BTreeMap::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = rc
+                .ready()
+                .await
+                .describe_volumes()
+                .set_volume_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk("DescribeVolumes", region, &e))?;
+            for volume in page.volumes() {
+                let Some(id) = volume.volume_id() else {
+                    continue;
+                };
+                all.insert(
+                    id.to_owned(),
+                    Volume {
+                        id: id.to_owned(),
+                        file_system_id: volume.file_system_id().unwrap_or_default().to_owned(),
+                        volume_type: volume
+                            .volume_type()
+                            .map_or_else(String::new, |t| t.as_str().to_owned()),
+                        name: volume.name().unwrap_or_default().to_owned(),
+                        lifecycle: volume
+                            .lifecycle()
+                            .map_or_else(String::new, |l| l.as_str().to_owned()),
+                        tags: tags_from_sdk(volume.tags()),
+                    },
+                );
+            }
+            match page.next_token() {
+                Some(token) => next_token = Some(token.to_owned()),
+                None => break,
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+}
+
+fn incomplete_response(operation: &'static str, region: &str) -> FsxError {
+    FsxError::RetryLater {
+        operation,
+        region: region.to_owned(),
+        code: "IncompleteResponse".to_owned(),
+        message: "the response carried no backup id".to_owned(),
+    }
+}
+
+/// FSx rejects an empty tag list; no tags is sent as no list.
+fn tags_to_sdk(tags: &BTreeMap<String, String>) -> Option<Vec<sdk::Tag>> {
+    (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build())
+            .collect()
+    })
+}
+
+fn tags_from_sdk(tags: &[sdk::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+fn timestamp(time: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(time.secs(), i32::try_from(time.subsec_nanos()).ok()?).ok()
+}
+
+/// `None` for a backup without an id: nothing can be done with it.
+fn backup_from_sdk(backup: &sdk::Backup) -> Option<Backup> {
+    let target = backup
+        .volume()
+        .and_then(sdk::Volume::volume_id)
+        .map(|id| BackupTarget::Volume(id.to_owned()))
+        .or_else(|| {
+            backup
+                .file_system()
+                .and_then(sdk::FileSystem::file_system_id)
+                .map(|id| BackupTarget::FileSystem(id.to_owned()))
+        });
+    Some(Backup {
+        id: backup.backup_id()?.to_owned(),
+        lifecycle: backup.lifecycle().map_or_else(
+            || Lifecycle::Other("UNKNOWN".to_owned()),
+            |l| Lifecycle::parse(l.as_str()),
+        ),
+        backup_type: backup.r#type().map(|t| BackupType::parse(t.as_str())),
+        progress_percent: backup.progress_percent(),
+        created_at: backup.creation_time().and_then(timestamp),
+        tags: tags_from_sdk(backup.tags()),
+        failure_message: backup
+            .failure_details()
+            .and_then(sdk::BackupFailureDetails::message)
+            .map(str::to_owned),
+        target,
+        source_backup_id: backup.source_backup_id().map(str::to_owned),
+        source_region: backup.source_backup_region().map(str::to_owned),
+    })
+}

@@ -1,0 +1,230 @@
+//! The FSx boundary: the only place the operator talks to Amazon FSx.
+//!
+//! Controllers depend on the [`FsxApi`] trait and the plain domain types here,
+//! never on the AWS SDK directly, so the decision core can be tested with plain
+//! values and every AWS failure arrives already classified ([`FsxError`]).
+
+mod aws;
+mod error;
+mod rate_limit;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use jiff::Timestamp;
+
+pub use aws::{AwsFsx, AwsFsxConfig};
+pub use error::{FsxError, UserActionReason};
+pub use rate_limit::TokenBucket;
+
+/// What a backup is taken of. ONTAP is backed up per volume; the other types
+/// per file system (OpenZFS volumes may also be backed up individually).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackupTarget {
+    FileSystem(String),
+    Volume(String),
+}
+
+impl BackupTarget {
+    /// The `fs-…` or `fsvol-…` id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::FileSystem(id) | Self::Volume(id) => id,
+        }
+    }
+}
+
+/// A backup's lifecycle as FSx reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    Available,
+    Creating,
+    Transferring,
+    Pending,
+    Copying,
+    Deleted,
+    Failed,
+    /// A value this operator version does not know; treated as "in progress".
+    Other(String),
+}
+
+impl Lifecycle {
+    /// FSx's wire name, e.g. `AVAILABLE`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Available => "AVAILABLE",
+            Self::Creating => "CREATING",
+            Self::Transferring => "TRANSFERRING",
+            Self::Pending => "PENDING",
+            Self::Copying => "COPYING",
+            Self::Deleted => "DELETED",
+            Self::Failed => "FAILED",
+            Self::Other(other) => other,
+        }
+    }
+
+    /// Parses FSx's wire name; unknown values are kept, not rejected.
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "AVAILABLE" => Self::Available,
+            "CREATING" => Self::Creating,
+            "TRANSFERRING" => Self::Transferring,
+            "PENDING" => Self::Pending,
+            "COPYING" => Self::Copying,
+            "DELETED" => Self::Deleted,
+            "FAILED" => Self::Failed,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// Still being made: must never be deleted and blocks a new backup of the target.
+    pub fn in_progress(&self) -> bool {
+        matches!(
+            self,
+            Self::Creating | Self::Transferring | Self::Pending | Self::Copying | Self::Other(_)
+        )
+    }
+}
+
+/// Who made a backup. Only `UserInitiated` backups can ever be the operator's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BackupType {
+    UserInitiated,
+    Automatic,
+    AwsBackup,
+    Other(String),
+}
+
+impl BackupType {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "USER_INITIATED" => Self::UserInitiated,
+            "AUTOMATIC" => Self::Automatic,
+            "AWS_BACKUP" => Self::AwsBackup,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+/// One FSx backup, reduced to what the operator reasons about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub id: String,
+    pub lifecycle: Lifecycle,
+    /// `None` when FSx did not say; such a backup is never treated as the operator's.
+    pub backup_type: Option<BackupType>,
+    pub progress_percent: Option<i32>,
+    pub created_at: Option<Timestamp>,
+    pub tags: BTreeMap<String, String>,
+    pub failure_message: Option<String>,
+    /// The file system or volume it is a backup of, when FSx reports it.
+    pub target: Option<BackupTarget>,
+    /// Set on copies: where the backup was copied from.
+    pub source_backup_id: Option<String>,
+    pub source_region: Option<String>,
+}
+
+/// An FSx file system, for resolving tag selectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSystem {
+    pub id: String,
+    /// `WINDOWS`, `LUSTRE`, `ONTAP` or `OPENZFS`.
+    pub file_system_type: String,
+    pub lifecycle: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An FSx volume (ONTAP or OpenZFS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    pub id: String,
+    pub file_system_id: String,
+    /// `ONTAP` or `OPENZFS`.
+    pub volume_type: String,
+    pub name: String,
+    pub lifecycle: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A `CreateBackup` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateBackupRequest {
+    pub target: BackupTarget,
+    /// Deterministic idempotency token (≤ 63 chars of `[A-Za-z0-9_.-]`).
+    pub client_request_token: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A `CopyBackup` call, sent to the destination Region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyBackupRequest {
+    pub source_backup_id: String,
+    pub source_region: String,
+    pub kms_key_id: Option<String>,
+    pub copy_tags: bool,
+    pub tags: BTreeMap<String, String>,
+    pub client_request_token: String,
+}
+
+/// What a `DeleteBackup` achieved; both mean "it is gone".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Now,
+    AlreadyGone,
+}
+
+/// Backups looked up by id: those found, and the ids FSx no longer knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupsById {
+    pub found: Vec<Backup>,
+    pub missing: Vec<String>,
+}
+
+/// Exactly what the controllers need from FSx. Every call names its Region;
+/// every list is complete (all pages) and in no particular order.
+pub trait FsxApi: Send + Sync + 'static {
+    fn create_backup(
+        &self,
+        region: &str,
+        request: &CreateBackupRequest,
+    ) -> impl Future<Output = Result<Backup, FsxError>> + Send;
+
+    /// Every backup FSx lists for the target (all types; callers filter).
+    fn describe_backups_of(
+        &self,
+        region: &str,
+        target: &BackupTarget,
+    ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send;
+
+    /// Batch lookup, for polling backups in flight with few calls.
+    fn describe_backups_by_ids(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<BackupsById, FsxError>> + Send;
+
+    fn delete_backup(
+        &self,
+        region: &str,
+        backup_id: &str,
+    ) -> impl Future<Output = Result<Deleted, FsxError>> + Send;
+
+    /// Sent to `destination_region` with `SourceRegion` set.
+    fn copy_backup(
+        &self,
+        destination_region: &str,
+        request: &CopyBackupRequest,
+    ) -> impl Future<Output = Result<Backup, FsxError>> + Send;
+
+    fn describe_file_systems(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<FileSystem>, FsxError>> + Send;
+
+    /// Volumes by id, or every volume in the Region when `ids` is empty.
+    fn describe_volumes(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Volume>, FsxError>> + Send;
+}

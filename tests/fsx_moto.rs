@@ -1,0 +1,146 @@
+//! Wire smoke test of the operator's FSx boundary against moto, a third-party
+//! implementation of the FSx JSON protocol: the check that our requests are
+//! well-formed for someone else's server, not only for our own emulator.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_fsx::types::{CreateFileSystemWindowsConfiguration, FileSystemType};
+use fsx_backup_operator::fsx::{
+    AwsFsx, AwsFsxConfig, BackupTarget, CreateBackupRequest, Deleted, FsxApi, Lifecycle,
+};
+
+const REGION: &str = "us-east-1";
+
+#[tokio::test]
+async fn create_describe_tag_delete_against_moto() {
+    let moto = support::Moto::start().await;
+    let sdk = support::aws_sdk_config(REGION).await;
+
+    // moto needs a file system to back up; make one with the SDK directly.
+    let raw = aws_sdk_fsx::Client::from_conf(
+        aws_sdk_fsx::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    );
+    let created_fs = raw
+        .create_file_system()
+        .file_system_type(FileSystemType::Windows)
+        .storage_capacity(32)
+        .subnet_ids("subnet-0123456789abcdef0")
+        .windows_configuration(
+            CreateFileSystemWindowsConfiguration::builder()
+                .throughput_capacity(8)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto CreateFileSystem");
+    let fs_id = created_fs
+        .file_system()
+        .and_then(|f| f.file_system_id())
+        .expect("fs id")
+        .to_owned();
+
+    let fsx = AwsFsx::new(
+        sdk,
+        AwsFsxConfig {
+            endpoint_url: Some(moto.endpoint.clone()),
+            max_attempts: 1,
+            ..AwsFsxConfig::default()
+        },
+    );
+
+    let file_systems = fsx
+        .describe_file_systems(REGION)
+        .await
+        .expect("DescribeFileSystems");
+    assert!(
+        file_systems
+            .iter()
+            .any(|f| f.id == fs_id && f.file_system_type == "WINDOWS"),
+        "{file_systems:?}"
+    );
+
+    let tags = BTreeMap::from([
+        (
+            "fsxbackup.io/managed-by".to_owned(),
+            "fsx-backup-operator".to_owned(),
+        ),
+        ("Name".to_owned(), "nightly-smoke".to_owned()),
+    ]);
+    let target = BackupTarget::FileSystem(fs_id.clone());
+    let backup = fsx
+        .create_backup(
+            REGION,
+            &CreateBackupRequest {
+                target: target.clone(),
+                client_request_token: "smoke-1".into(),
+                tags: tags.clone(),
+            },
+        )
+        .await
+        .expect("CreateBackup");
+    assert!(backup.id.starts_with("backup-"), "{backup:?}");
+
+    let listed = fsx
+        .describe_backups_of(REGION, &target)
+        .await
+        .expect("DescribeBackups by filter");
+    let ours = listed
+        .iter()
+        .find(|b| b.id == backup.id)
+        .expect("listed by file-system-id filter");
+    assert_eq!(ours.tags, tags, "tags sent on CreateBackup come back");
+    assert_ne!(ours.lifecycle, Lifecycle::Deleted);
+
+    let by_id = fsx
+        .describe_backups_by_ids(REGION, std::slice::from_ref(&backup.id))
+        .await
+        .expect("by ids");
+    assert_eq!(
+        by_id
+            .found
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect::<Vec<_>>(),
+        [backup.id.as_str()]
+    );
+
+    // The tags are on the resource itself, as ListTagsForResource sees them.
+    let arn = raw
+        .describe_backups()
+        .backup_ids(&backup.id)
+        .send()
+        .await
+        .expect("describe")
+        .backups()[0]
+        .resource_arn()
+        .expect("arn")
+        .to_owned();
+    let listed_tags = raw
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("ListTagsForResource");
+    assert_eq!(listed_tags.tags().len(), tags.len());
+
+    assert_eq!(
+        fsx.delete_backup(REGION, &backup.id)
+            .await
+            .expect("DeleteBackup"),
+        Deleted::Now
+    );
+    let after = fsx
+        .describe_backups_of(REGION, &target)
+        .await
+        .expect("describe after delete");
+    assert!(
+        after
+            .iter()
+            .all(|b| b.id != backup.id || b.lifecycle == Lifecycle::Deleted),
+        "{after:?}"
+    );
+}
