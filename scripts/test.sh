@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh >/dev/null
-exec cargo test --locked "$@"
+exec cargo test --locked --workspace "$@"

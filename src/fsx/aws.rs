@@ -31,6 +31,8 @@ pub struct AwsFsxConfig {
     /// Client-side limit per Region, requests per second; `None` turns it off.
     pub requests_per_second: Option<f64>,
     pub burst: u32,
+    /// `MaxResults` for list calls; `None` lets FSx choose.
+    pub page_size: Option<i32>,
 }
 
 impl Default for AwsFsxConfig {
@@ -41,6 +43,7 @@ impl Default for AwsFsxConfig {
             initial_backoff: Duration::from_millis(200),
             requests_per_second: Some(10.0),
             burst: 20,
+            page_size: None,
         }
     }
 }
@@ -139,6 +142,7 @@ impl AwsFsx {
                 .describe_backups()
                 .set_filters(filter.clone().map(|f| vec![f]))
                 .set_backup_ids(ids.clone())
+                .set_max_results(self.config.page_size)
                 .set_next_token(next_token.clone())
                 .send()
                 .await?;
@@ -289,6 +293,7 @@ impl FsxApi for AwsFsx {
                 .ready()
                 .await
                 .describe_file_systems()
+                .set_max_results(self.config.page_size)
                 .set_next_token(next_token.take())
                 .send()
                 .await
@@ -333,6 +338,7 @@ impl FsxApi for AwsFsx {
                 .await
                 .describe_volumes()
                 .set_volume_ids((!ids.is_empty()).then(|| ids.to_vec()))
+                .set_max_results(self.config.page_size)
                 .set_next_token(next_token.take())
                 .send()
                 .await

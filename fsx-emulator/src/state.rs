@@ -1,0 +1,893 @@
+//! The emulator's in-memory world: Regions with their file systems, volumes
+//! and backups, plus configuration, fault budgets and the request log.
+//!
+//! Backup lifecycles are driven by time without a background task: each
+//! in-progress backup remembers when it started and how long it takes, and
+//! every access first calls [`State::advance`], which settles whatever has
+//! finished by now. This keeps progression exact for any polling pattern and
+//! makes a zero duration mean "done on the next request".
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::hash::{hash64, to_hex};
+use crate::region::{is_valid_region, partition};
+use crate::types::{
+    BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, ControlError, Faults,
+    FileSystemLifecycle, FileSystemSeed, FileSystemSnapshot, FileSystemType, Limits,
+    RegionSnapshot, RequestRecord, ResourceType, StateSnapshot, StorageType, Tag, Timing,
+    VolumeSeed, VolumeSnapshot, VolumeType,
+};
+
+/// The single account the emulator serves.
+pub(crate) const ACCOUNT_ID: &str = "111111111111";
+
+/// Upper bound of the request log; the oldest records are discarded beyond
+/// it so a long benchmark cannot exhaust memory.
+const MAX_LOG_RECORDS: usize = 200_000;
+
+/// A file system.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSystemRecord {
+    pub(crate) id: String,
+    pub(crate) region: String,
+    pub(crate) file_system_type: FileSystemType,
+    pub(crate) deployment_type: String,
+    pub(crate) storage_type: StorageType,
+    pub(crate) lifecycle: FileSystemLifecycle,
+    pub(crate) tags: Vec<Tag>,
+    pub(crate) linked_to_data_repository: bool,
+    pub(crate) copy_tags_to_backups: bool,
+    pub(crate) kms_key_id: String,
+    pub(crate) creation_time: SystemTime,
+    pub(crate) resource_arn: String,
+}
+
+impl FileSystemRecord {
+    /// Lustre scratch file systems cannot be backed up.
+    pub(crate) fn is_scratch(&self) -> bool {
+        self.file_system_type == FileSystemType::Lustre
+            && self.deployment_type.starts_with("SCRATCH")
+    }
+
+    /// Multi-AZ deployment (`MULTI_AZ_1`, `MULTI_AZ_2`).
+    pub(crate) fn is_multi_az(&self) -> bool {
+        self.deployment_type.starts_with("MULTI_AZ")
+    }
+}
+
+/// A volume.
+#[derive(Debug, Clone)]
+pub(crate) struct VolumeRecord {
+    pub(crate) id: String,
+    pub(crate) file_system_id: String,
+    pub(crate) volume_type: VolumeType,
+    pub(crate) name: String,
+    pub(crate) tags: Vec<Tag>,
+    pub(crate) storage_virtual_machine_id: Option<String>,
+    pub(crate) copy_tags_to_backups: bool,
+    pub(crate) creation_time: SystemTime,
+    pub(crate) resource_arn: String,
+}
+
+/// Where an in-progress backup is heading and when it gets there.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    pub(crate) started: Instant,
+    pub(crate) duration: Duration,
+    /// `Some(message)`: ends `FAILED` with this `FailureDetails.Message`.
+    pub(crate) failure: Option<String>,
+}
+
+/// A backup (or a deleted backup kept for idempotent replays).
+#[derive(Debug, Clone)]
+pub(crate) struct BackupRecord {
+    pub(crate) id: String,
+    pub(crate) backup_type: BackupType,
+    pub(crate) lifecycle: BackupLifecycle,
+    /// Set while the lifecycle is driven by time; `None` once settled or
+    /// when pinned by a seed or the control API.
+    pub(crate) progress: Option<Progress>,
+    /// Progress reported while pinned in an in-progress lifecycle.
+    pub(crate) pinned_progress: Option<i32>,
+    pub(crate) creation_time: SystemTime,
+    pub(crate) completion_time: Option<SystemTime>,
+    pub(crate) kms_key_id: String,
+    pub(crate) owner_id: String,
+    pub(crate) tags: Vec<Tag>,
+    /// Description of the backed-up file system as of backup creation.
+    pub(crate) file_system: FileSystemRecord,
+    /// Description of the backed-up volume, for volume backups.
+    pub(crate) volume: Option<VolumeRecord>,
+    pub(crate) source_backup_id: Option<String>,
+    pub(crate) source_backup_region: Option<String>,
+    pub(crate) failure_message: Option<String>,
+    pub(crate) restoring_file_system_id: Option<String>,
+    pub(crate) client_request_token: Option<String>,
+    pub(crate) resource_arn: String,
+}
+
+impl BackupRecord {
+    pub(crate) fn resource_type(&self) -> ResourceType {
+        if self.volume.is_some() {
+            ResourceType::Volume
+        } else {
+            ResourceType::FileSystem
+        }
+    }
+
+    /// The id `CreateBackup` was called with: the volume id for volume
+    /// backups, the file system id otherwise.
+    pub(crate) fn target_id(&self) -> &str {
+        self.volume
+            .as_ref()
+            .map_or(self.file_system.id.as_str(), |v| v.id.as_str())
+    }
+
+    /// `ProgressPercent` as of `now`.
+    pub(crate) fn progress_percent(&self, now: Instant) -> Option<i32> {
+        match self.lifecycle {
+            BackupLifecycle::Available => Some(100),
+            BackupLifecycle::Deleted | BackupLifecycle::Failed => self.pinned_progress,
+            _ => match &self.progress {
+                Some(p) if !p.duration.is_zero() => {
+                    let elapsed = now.saturating_duration_since(p.started);
+                    let ratio = elapsed.as_secs_f64() / p.duration.as_secs_f64();
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        reason = "the value is clamped to 0..=99 before the cast"
+                    )]
+                    let pct = (ratio * 100.0).floor().clamp(0.0, 99.0) as i32;
+                    Some(pct)
+                }
+                Some(_) => Some(0),
+                None => Some(self.pinned_progress.unwrap_or(0)),
+            },
+        }
+    }
+
+    /// Settles the lifecycle if the backup's time is up.
+    fn advance(&mut self, now: Instant) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        if now.saturating_duration_since(progress.started) < progress.duration {
+            return;
+        }
+        let progress = self.progress.take();
+        let (duration, failure) =
+            progress.map_or((Duration::ZERO, None), |p| (p.duration, p.failure));
+        self.completion_time = self.creation_time.checked_add(duration);
+        if let Some(message) = failure {
+            self.lifecycle = BackupLifecycle::Failed;
+            self.failure_message = Some(message);
+        } else {
+            self.lifecycle = BackupLifecycle::Available;
+        }
+    }
+
+    /// Whether this backup is a copy still being made of `source` in
+    /// `source_region`.
+    pub(crate) fn is_copying_from(&self, source_region: &str, source: &str) -> bool {
+        self.lifecycle == BackupLifecycle::Copying
+            && self.source_backup_id.as_deref() == Some(source)
+            && self.source_backup_region.as_deref() == Some(source_region)
+    }
+}
+
+/// What an idempotency token was first used with.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenRecord {
+    /// Normalized request parameters, in a fixed order.
+    pub(crate) params: Vec<(&'static str, String)>,
+    pub(crate) backup_id: String,
+}
+
+/// One Region.
+#[derive(Debug, Default)]
+pub(crate) struct RegionState {
+    pub(crate) file_systems: BTreeMap<String, FileSystemRecord>,
+    pub(crate) volumes: BTreeMap<String, VolumeRecord>,
+    pub(crate) backups: BTreeMap<String, BackupRecord>,
+    pub(crate) deleted: BTreeMap<String, BackupRecord>,
+    /// Keyed by (operation, token): FSx scopes tokens per operation.
+    pub(crate) tokens: HashMap<(&'static str, String), TokenRecord>,
+    pub(crate) max_copying: usize,
+}
+
+impl RegionState {
+    pub(crate) fn copying_count(&self) -> usize {
+        self.backups
+            .values()
+            .filter(|b| b.lifecycle == BackupLifecycle::Copying)
+            .count()
+    }
+
+    pub(crate) fn user_initiated_count(&self) -> usize {
+        self.backups
+            .values()
+            .filter(|b| b.backup_type == BackupType::UserInitiated)
+            .count()
+    }
+
+    /// Records the current number of copies in progress in the high-water
+    /// mark reported by the control API.
+    pub(crate) fn note_copying(&mut self) {
+        self.max_copying = self.max_copying.max(self.copying_count());
+    }
+}
+
+/// Remaining deterministic fault counts (`Faults::*_next`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FaultBudget {
+    pub(crate) throttle: u32,
+    pub(crate) server_error: u32,
+    pub(crate) drop_response: u32,
+}
+
+/// The fault, if any, chosen for one request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultAction {
+    /// Process and answer normally.
+    #[default]
+    None,
+    /// Answer `AccessDeniedException` without processing.
+    Deny,
+    /// Answer `ThrottlingException` without processing.
+    Throttle,
+    /// Answer `InternalServerError` without processing.
+    ServerError,
+    /// Process, then close the connection without answering.
+    DropResponse,
+}
+
+/// Faults chosen for one request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FaultPlan {
+    pub(crate) latency: Duration,
+    pub(crate) action: FaultAction,
+}
+
+/// Everything the emulator knows.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) regions: BTreeMap<String, RegionState>,
+    pub(crate) timing: Timing,
+    pub(crate) limits: Limits,
+    pub(crate) faults: Faults,
+    pub(crate) budget: FaultBudget,
+    /// (Region, target id): the next backup of that target ends `FAILED`.
+    pub(crate) fail_next: BTreeSet<(String, String)>,
+    pub(crate) rng: fastrand::Rng,
+    /// Salt of the page order; fixed per emulator so that one pagination
+    /// sequence sees a stable order.
+    pub(crate) order_salt: u64,
+    pub(crate) log: VecDeque<RequestRecord>,
+    pub(crate) next_seq: u64,
+    seed: Option<u64>,
+}
+
+impl State {
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let order_salt = rng.u64(..);
+        Self {
+            regions: BTreeMap::new(),
+            timing: Timing::default(),
+            limits: Limits::default(),
+            faults: Faults::default(),
+            budget: FaultBudget::default(),
+            fail_next: BTreeSet::new(),
+            rng,
+            order_salt,
+            log: VecDeque::new(),
+            next_seq: 1,
+            seed,
+        }
+    }
+
+    /// Back to a freshly constructed state (same seed).
+    pub(crate) fn reset(&mut self) {
+        *self = Self::new(self.seed);
+    }
+
+    /// The Region's state, created on first use.
+    pub(crate) fn region_mut(&mut self, region: &str) -> &mut RegionState {
+        self.regions.entry(region.to_owned()).or_default()
+    }
+
+    /// Settles every backup whose time is up.
+    pub(crate) fn advance(&mut self, now: Instant) {
+        for region in self.regions.values_mut() {
+            for backup in region.backups.values_mut() {
+                backup.advance(now);
+            }
+        }
+    }
+
+    /// Whether some Region is copying `backup_id` of `region` right now.
+    pub(crate) fn is_being_copied(&self, region: &str, backup_id: &str) -> bool {
+        self.regions
+            .values()
+            .flat_map(|r| r.backups.values())
+            .any(|b| b.is_copying_from(region, backup_id))
+    }
+
+    /// A fresh id `prefix` + 17 lowercase hex digits, unique in all Regions.
+    pub(crate) fn fresh_id(&mut self, prefix: &str) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        loop {
+            let mut id = String::with_capacity(prefix.len() + 17);
+            id.push_str(prefix);
+            for _ in 0..17 {
+                id.push(char::from(DIGITS[self.rng.usize(..16)]));
+            }
+            if !self.id_in_use(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn id_in_use(&self, id: &str) -> bool {
+        self.regions.values().any(|r| {
+            r.file_systems.contains_key(id)
+                || r.volumes.contains_key(id)
+                || r.backups.contains_key(id)
+                || r.deleted.contains_key(id)
+        })
+    }
+
+    /// A request id in the UUID layout AWS uses for `x-amzn-RequestId`.
+    pub(crate) fn request_id(&mut self) -> String {
+        let hex = to_hex(&self.rng.u128(..).to_be_bytes());
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+
+    /// Consumes the `fail_next` arming for (Region, target), if any.
+    pub(crate) fn take_failure(&mut self, region: &str, target: &str) -> Option<String> {
+        self.fail_next
+            .remove(&(region.to_owned(), target.to_owned()))
+            .then(|| {
+                format!(
+                    "The backup of {target} failed: the request was armed to fail by the emulator's \
+                     control API."
+                )
+            })
+    }
+
+    /// Decides which faults hit a request for `operation`.
+    pub(crate) fn plan_faults(&mut self, operation: &str) -> FaultPlan {
+        let deny = self.faults.deny_operations.iter().any(|o| o == operation);
+        let eligible = self
+            .faults
+            .only_operations
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|o| o == operation));
+        let latency = if eligible {
+            self.faults.latency
+        } else {
+            Duration::ZERO
+        };
+        let action = if deny {
+            FaultAction::Deny
+        } else if !eligible {
+            FaultAction::None
+        } else if take(&mut self.budget.throttle) || self.chance(self.faults.throttle_rate) {
+            FaultAction::Throttle
+        } else if take(&mut self.budget.server_error) || self.chance(self.faults.server_error_rate)
+        {
+            FaultAction::ServerError
+        } else if take(&mut self.budget.drop_response)
+            || self.chance(self.faults.drop_response_after_write_rate)
+        {
+            FaultAction::DropResponse
+        } else {
+            FaultAction::None
+        };
+        FaultPlan { latency, action }
+    }
+
+    fn chance(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.f64() < rate
+    }
+
+    pub(crate) fn set_faults(&mut self, faults: Faults) {
+        self.budget = FaultBudget {
+            throttle: faults.throttle_next,
+            server_error: faults.server_error_next,
+            drop_response: faults.drop_response_after_write_next,
+        };
+        self.faults = faults;
+    }
+
+    /// Appends to the request log, assigning the sequence number.
+    pub(crate) fn log_request(&mut self, mut record: RequestRecord) {
+        record.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.log.len() >= MAX_LOG_RECORDS {
+            self.log.pop_front();
+        }
+        self.log.push_back(record);
+    }
+
+    /// The ARN of the Region's default FSx-managed KMS key. Deterministic so
+    /// that backups of one Region agree on it.
+    pub(crate) fn default_kms_key(region: &str) -> String {
+        let hex = to_hex(&hash64(0x006b_6d73, region.as_bytes()).to_be_bytes());
+        let more = to_hex(&hash64(0x006b_6579, region.as_bytes()).to_be_bytes());
+        format!(
+            "arn:{}:kms:{region}:{ACCOUNT_ID}:key/{}-{}-{}-{}-{}",
+            partition(region),
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &more[0..4],
+            &more[4..16]
+        )
+    }
+
+    /// Whether a KMS key is configured as unusable.
+    pub(crate) fn is_bad_kms_key(&self, key: &str) -> bool {
+        key.to_ascii_lowercase().contains("invalid")
+            || self.limits.bad_kms_keys.iter().any(|k| k == key)
+    }
+
+    // ----- seeding -------------------------------------------------------
+
+    pub(crate) fn seed_file_system(
+        &mut self,
+        region: &str,
+        seed: FileSystemSeed,
+        now: SystemTime,
+    ) -> Result<String, ControlError> {
+        check_region(region)?;
+        let id = match seed.id {
+            Some(id) => {
+                if !crate::validate::is_file_system_id(&id) {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "file system id '{id}' does not match ^(fs-[0-9a-f]{{8,}})$"
+                    )));
+                }
+                if self.id_in_use(&id) {
+                    return Err(ControlError::AlreadyExists(id));
+                }
+                id
+            }
+            None => self.fresh_id("fs-"),
+        };
+        let fs_type = seed.file_system_type;
+        if fs_type != FileSystemType::Lustre
+            && (seed.lustre_scratch || seed.linked_to_data_repository)
+        {
+            return Err(ControlError::InvalidArgument(
+                "lustre_scratch and linked_to_data_repository apply to LUSTRE file systems only"
+                    .into(),
+            ));
+        }
+        let deployment_type = match seed.deployment_type {
+            Some(d) => d,
+            None => default_deployment_type(fs_type, seed.lustre_scratch).to_owned(),
+        };
+        if !deployment_types(fs_type).contains(&deployment_type.as_str()) {
+            return Err(ControlError::InvalidArgument(format!(
+                "deployment type '{deployment_type}' is not valid for {fs_type}; expected one of {:?}",
+                deployment_types(fs_type)
+            )));
+        }
+        if seed.lustre_scratch && !deployment_type.starts_with("SCRATCH") {
+            return Err(ControlError::InvalidArgument(format!(
+                "lustre_scratch contradicts deployment type '{deployment_type}'"
+            )));
+        }
+        validate_seed_tags(&seed.tags)?;
+        let record = FileSystemRecord {
+            resource_arn: format!(
+                "arn:{}:fsx:{region}:{ACCOUNT_ID}:file-system/{id}",
+                partition(region)
+            ),
+            id: id.clone(),
+            region: region.to_owned(),
+            file_system_type: fs_type,
+            deployment_type,
+            storage_type: seed.storage_type,
+            lifecycle: seed.lifecycle,
+            tags: seed.tags,
+            linked_to_data_repository: seed.linked_to_data_repository,
+            copy_tags_to_backups: seed.copy_tags_to_backups,
+            kms_key_id: seed
+                .kms_key_id
+                .unwrap_or_else(|| Self::default_kms_key(region)),
+            creation_time: now,
+        };
+        self.region_mut(region)
+            .file_systems
+            .insert(id.clone(), record);
+        Ok(id)
+    }
+
+    pub(crate) fn seed_volume(
+        &mut self,
+        region: &str,
+        seed: VolumeSeed,
+        now: SystemTime,
+    ) -> Result<String, ControlError> {
+        check_region(region)?;
+        let fs = self
+            .regions
+            .get(region)
+            .and_then(|r| r.file_systems.get(&seed.file_system_id))
+            .cloned()
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("file system {} in {region}", seed.file_system_id))
+            })?;
+        let volume_type = match fs.file_system_type {
+            FileSystemType::Ontap => VolumeType::Ontap,
+            FileSystemType::OpenZfs => VolumeType::OpenZfs,
+            other => {
+                return Err(ControlError::InvalidArgument(format!(
+                    "{other} file systems have no volumes"
+                )));
+            }
+        };
+        let id = match seed.id {
+            Some(id) => {
+                if !crate::validate::is_volume_id(&id) {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "volume id '{id}' does not match ^(fsvol-[0-9a-f]{{17}})$"
+                    )));
+                }
+                if self.id_in_use(&id) {
+                    return Err(ControlError::AlreadyExists(id));
+                }
+                id
+            }
+            None => self.fresh_id("fsvol-"),
+        };
+        validate_seed_tags(&seed.tags)?;
+        let storage_virtual_machine_id = match volume_type {
+            VolumeType::Ontap => Some(
+                seed.storage_virtual_machine_id
+                    .unwrap_or_else(|| self.fresh_id("svm-")),
+            ),
+            VolumeType::OpenZfs => None,
+        };
+        let region_state = self.region_mut(region);
+        let name = seed
+            .name
+            .unwrap_or_else(|| format!("vol_{}", region_state.volumes.len() + 1));
+        let record = VolumeRecord {
+            resource_arn: format!(
+                "arn:{}:fsx:{region}:{ACCOUNT_ID}:volume/{}/{id}",
+                partition(region),
+                fs.id
+            ),
+            id: id.clone(),
+            file_system_id: fs.id,
+            volume_type,
+            name,
+            tags: seed.tags,
+            storage_virtual_machine_id,
+            copy_tags_to_backups: seed.copy_tags_to_backups,
+            creation_time: now,
+        };
+        region_state.volumes.insert(id.clone(), record);
+        Ok(id)
+    }
+
+    pub(crate) fn seed_backup(
+        &mut self,
+        region: &str,
+        seed: BackupSeed,
+        now: SystemTime,
+    ) -> Result<String, ControlError> {
+        check_region(region)?;
+        let id = match seed.id {
+            Some(id) => {
+                if !crate::validate::is_backup_id(&id) {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "backup id '{id}' does not match ^(backup-[0-9a-f]{{8,}})$"
+                    )));
+                }
+                if self.id_in_use(&id) {
+                    return Err(ControlError::AlreadyExists(id));
+                }
+                id
+            }
+            None => self.fresh_id("backup-"),
+        };
+        validate_seed_tags(&seed.tags)?;
+        let region_state = self.regions.get(region);
+        let volume = match &seed.volume_id {
+            Some(vol) => Some(
+                region_state
+                    .and_then(|r| r.volumes.get(vol))
+                    .cloned()
+                    .ok_or_else(|| ControlError::NotFound(format!("volume {vol} in {region}")))?,
+            ),
+            None => None,
+        };
+        let fs_id = match (&volume, &seed.file_system_id) {
+            (Some(v), Some(fs)) if *fs != v.file_system_id => {
+                return Err(ControlError::InvalidArgument(format!(
+                    "volume {} belongs to {}, not {fs}",
+                    v.id, v.file_system_id
+                )));
+            }
+            (Some(v), _) => v.file_system_id.clone(),
+            (None, Some(fs)) => fs.clone(),
+            (None, None) => {
+                return Err(ControlError::InvalidArgument(
+                    "a backup seed needs file_system_id or volume_id".into(),
+                ));
+            }
+        };
+        if !crate::validate::is_file_system_id(&fs_id) {
+            return Err(ControlError::InvalidArgument(format!(
+                "file system id '{fs_id}' does not match ^(fs-[0-9a-f]{{8,}})$"
+            )));
+        }
+        let file_system = if let Some(fs) = region_state.and_then(|r| r.file_systems.get(&fs_id)) {
+            fs.clone()
+        } else {
+            // The file system is gone (backups outlive file systems):
+            // describe it the way FSx remembers it in the backup.
+            let fs_type = seed.file_system_type.unwrap_or_default();
+            FileSystemRecord {
+                resource_arn: format!(
+                    "arn:{}:fsx:{region}:{ACCOUNT_ID}:file-system/{fs_id}",
+                    partition(region)
+                ),
+                id: fs_id,
+                region: region.to_owned(),
+                file_system_type: fs_type,
+                deployment_type: default_deployment_type(fs_type, false).to_owned(),
+                storage_type: StorageType::Ssd,
+                lifecycle: FileSystemLifecycle::Available,
+                tags: Vec::new(),
+                linked_to_data_repository: false,
+                copy_tags_to_backups: false,
+                kms_key_id: Self::default_kms_key(region),
+                creation_time: seed.creation_time.unwrap_or(now),
+            }
+        };
+        if seed.lifecycle == BackupLifecycle::Deleted {
+            return Err(ControlError::InvalidArgument(
+                "a seeded backup cannot start DELETED".into(),
+            ));
+        }
+        let creation_time = seed.creation_time.unwrap_or(now);
+        let settled = matches!(
+            seed.lifecycle,
+            BackupLifecycle::Available | BackupLifecycle::Failed
+        );
+        let record = BackupRecord {
+            resource_arn: format!(
+                "arn:{}:fsx:{region}:{ACCOUNT_ID}:backup/{id}",
+                partition(region)
+            ),
+            id: id.clone(),
+            backup_type: seed.backup_type,
+            lifecycle: seed.lifecycle,
+            progress: None,
+            pinned_progress: seed.progress_percent,
+            creation_time,
+            completion_time: settled.then_some(creation_time),
+            kms_key_id: seed
+                .kms_key_id
+                .unwrap_or_else(|| file_system.kms_key_id.clone()),
+            owner_id: seed.owner_id.unwrap_or_else(|| ACCOUNT_ID.to_owned()),
+            tags: seed.tags,
+            file_system,
+            volume,
+            source_backup_id: seed.source_backup_id,
+            source_backup_region: seed.source_backup_region,
+            failure_message: match seed.lifecycle {
+                BackupLifecycle::Failed => Some(
+                    seed.failure_message
+                        .unwrap_or_else(|| "The backup failed.".to_owned()),
+                ),
+                _ => seed.failure_message,
+            },
+            restoring_file_system_id: seed.restoring_file_system_id,
+            client_request_token: None,
+        };
+        let region_state = self.region_mut(region);
+        region_state.backups.insert(id.clone(), record);
+        region_state.note_copying();
+        Ok(id)
+    }
+
+    /// Forces a backup's lifecycle and stops its time-driven progression.
+    pub(crate) fn set_lifecycle(
+        &mut self,
+        region: &str,
+        backup_id: &str,
+        lifecycle: BackupLifecycle,
+        now: SystemTime,
+    ) -> Result<(), ControlError> {
+        let region_state = self
+            .regions
+            .get_mut(region)
+            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+        if lifecycle == BackupLifecycle::Deleted {
+            let mut record = region_state
+                .backups
+                .remove(backup_id)
+                .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+            record.lifecycle = BackupLifecycle::Deleted;
+            record.progress = None;
+            region_state.deleted.insert(backup_id.to_owned(), record);
+            return Ok(());
+        }
+        let record = region_state
+            .backups
+            .get_mut(backup_id)
+            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+        record.progress = None;
+        record.lifecycle = lifecycle;
+        match lifecycle {
+            BackupLifecycle::Available => {
+                record.completion_time = Some(now);
+                record.failure_message = None;
+            }
+            BackupLifecycle::Failed => {
+                record.completion_time = Some(now);
+                if record.failure_message.is_none() {
+                    record.failure_message =
+                        Some("The backup failed (forced by the emulator's control API).".into());
+                }
+            }
+            _ => record.completion_time = None,
+        }
+        region_state.note_copying();
+        Ok(())
+    }
+
+    /// Marks or clears "being restored into a file system".
+    pub(crate) fn set_restoring(
+        &mut self,
+        region: &str,
+        backup_id: &str,
+        file_system_id: Option<&str>,
+    ) -> Result<(), ControlError> {
+        let record = self
+            .regions
+            .get_mut(region)
+            .and_then(|r| r.backups.get_mut(backup_id))
+            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+        record.restoring_file_system_id = file_system_id.map(str::to_owned);
+        Ok(())
+    }
+
+    // ----- snapshot ------------------------------------------------------
+
+    pub(crate) fn snapshot(&self, now: Instant) -> StateSnapshot {
+        let regions = self
+            .regions
+            .iter()
+            .map(|(name, r)| {
+                let snapshot = RegionSnapshot {
+                    file_systems: r
+                        .file_systems
+                        .values()
+                        .map(|fs| FileSystemSnapshot {
+                            id: fs.id.clone(),
+                            file_system_type: fs.file_system_type,
+                            deployment_type: fs.deployment_type.clone(),
+                            lifecycle: fs.lifecycle,
+                            tags: fs.tags.clone(),
+                            resource_arn: fs.resource_arn.clone(),
+                        })
+                        .collect(),
+                    volumes: r
+                        .volumes
+                        .values()
+                        .map(|v| VolumeSnapshot {
+                            id: v.id.clone(),
+                            file_system_id: v.file_system_id.clone(),
+                            volume_type: v.volume_type,
+                            name: v.name.clone(),
+                            tags: v.tags.clone(),
+                            resource_arn: v.resource_arn.clone(),
+                        })
+                        .collect(),
+                    backups: r
+                        .backups
+                        .values()
+                        .map(|b| backup_snapshot(b, now))
+                        .collect(),
+                    deleted_backup_ids: r.deleted.keys().cloned().collect(),
+                    max_copies_in_progress: r.max_copying,
+                };
+                (name.clone(), snapshot)
+            })
+            .collect();
+        StateSnapshot {
+            account_id: ACCOUNT_ID.to_owned(),
+            regions,
+            timing: self.timing,
+            limits: self.limits.clone(),
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+fn backup_snapshot(b: &BackupRecord, now: Instant) -> BackupSnapshot {
+    BackupSnapshot {
+        id: b.id.clone(),
+        backup_type: b.backup_type,
+        lifecycle: b.lifecycle,
+        progress_percent: b.progress_percent(now),
+        resource_type: b.resource_type(),
+        file_system_id: b.file_system.id.clone(),
+        volume_id: b.volume.as_ref().map(|v| v.id.clone()),
+        tags: b.tags.clone(),
+        client_request_token: b.client_request_token.clone(),
+        creation_time: Some(b.creation_time),
+        completion_time: b.completion_time,
+        kms_key_id: Some(b.kms_key_id.clone()),
+        source_backup_id: b.source_backup_id.clone(),
+        source_backup_region: b.source_backup_region.clone(),
+        failure_message: b.failure_message.clone(),
+        restoring_file_system_id: b.restoring_file_system_id.clone(),
+        resource_arn: b.resource_arn.clone(),
+        owner_id: b.owner_id.clone(),
+    }
+}
+
+fn take(counter: &mut u32) -> bool {
+    if *counter > 0 {
+        *counter -= 1;
+        true
+    } else {
+        false
+    }
+}
+
+fn check_region(region: &str) -> Result<(), ControlError> {
+    if is_valid_region(region) {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidArgument(format!(
+            "'{region}' is not an AWS Region name"
+        )))
+    }
+}
+
+fn validate_seed_tags(tags: &[Tag]) -> Result<(), ControlError> {
+    crate::validate::tag_problems(tags).map_or(Ok(()), |problem| {
+        Err(ControlError::InvalidArgument(problem))
+    })
+}
+
+/// Deployment types the model allows per file system type.
+pub(crate) fn deployment_types(fs_type: FileSystemType) -> &'static [&'static str] {
+    match fs_type {
+        FileSystemType::Windows => &["MULTI_AZ_1", "SINGLE_AZ_1", "SINGLE_AZ_2"],
+        FileSystemType::Lustre => &["SCRATCH_1", "SCRATCH_2", "PERSISTENT_1", "PERSISTENT_2"],
+        FileSystemType::Ontap => &["MULTI_AZ_1", "MULTI_AZ_2", "SINGLE_AZ_1", "SINGLE_AZ_2"],
+        FileSystemType::OpenZfs => &[
+            "SINGLE_AZ_1",
+            "SINGLE_AZ_2",
+            "SINGLE_AZ_HA_1",
+            "SINGLE_AZ_HA_2",
+            "MULTI_AZ_1",
+        ],
+    }
+}
+
+fn default_deployment_type(fs_type: FileSystemType, scratch: bool) -> &'static str {
+    match fs_type {
+        FileSystemType::Windows => "SINGLE_AZ_2",
+        FileSystemType::Lustre if scratch => "SCRATCH_2",
+        FileSystemType::Lustre => "PERSISTENT_2",
+        FileSystemType::Ontap | FileSystemType::OpenZfs => "SINGLE_AZ_1",
+    }
+}

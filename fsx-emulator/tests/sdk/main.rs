@@ -1,0 +1,14 @@
+//! The emulator driven only through the real `aws-sdk-fsx` client (plus the
+//! control API for setup), so every response is checked against the types
+//! AWS generates from its own FSx model.
+//!
+//! One test binary keeps link time low; each test runs its own emulator.
+
+mod backups;
+mod control;
+mod copies;
+mod delete;
+mod describe;
+mod faults;
+mod support;
+mod tagging;

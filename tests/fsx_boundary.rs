@@ -1,0 +1,527 @@
+//! The operator's FSx boundary (`AwsFsx`, on the real aws-sdk-fsx) against the
+//! project's FSx emulator over HTTP: idempotency under lost responses,
+//! order-independent pagination, throttling absorbed by retries, and the
+//! classification of every error kind the controllers act on.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fsx_backup_operator::fsx::{
+    AwsFsx, AwsFsxConfig, BackupTarget, CopyBackupRequest, CreateBackupRequest, Deleted, FsxApi,
+    FsxError, Lifecycle, UserActionReason,
+};
+use fsx_emulator::{
+    BackupSeed, BackupType, Emulator, Faults, FileSystemSeed, FileSystemType, Limits,
+    RunningEmulator, Timing, VolumeSeed,
+};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+struct Setup {
+    emulator: Emulator,
+    _running: RunningEmulator,
+    fsx: AwsFsx,
+}
+
+async fn setup(config: AwsFsxConfig) -> Setup {
+    let emulator = Emulator::new();
+    let running = emulator.start().await.expect("start emulator");
+    let fsx = AwsFsx::new(
+        support::aws_sdk_config(EAST).await,
+        AwsFsxConfig {
+            endpoint_url: Some(running.endpoint.clone()),
+            initial_backoff: Duration::from_millis(5),
+            ..config
+        },
+    );
+    Setup {
+        emulator,
+        _running: running,
+        fsx,
+    }
+}
+
+fn seed_fs(emulator: &Emulator, fs_type: FileSystemType) -> String {
+    emulator
+        .seed_file_system(EAST, FileSystemSeed::new(fs_type))
+        .expect("seed file system")
+}
+
+fn seed_backup(emulator: &Emulator, fs: &str, backup_type: BackupType) -> String {
+    emulator
+        .seed_backup(EAST, BackupSeed::of_file_system(fs, backup_type))
+        .expect("seed backup")
+}
+
+fn create_request(target: BackupTarget, token: &str) -> CreateBackupRequest {
+    CreateBackupRequest {
+        target,
+        client_request_token: token.into(),
+        tags: BTreeMap::from([(
+            "fsxbackup.io/managed-by".into(),
+            "fsx-backup-operator".into(),
+        )]),
+    }
+}
+
+fn backups_in(emulator: &Emulator, region: &str) -> usize {
+    emulator
+        .state()
+        .regions
+        .get(region)
+        .map_or(0, |r| r.backups.len())
+}
+
+#[tokio::test]
+async fn create_is_idempotent_when_responses_are_lost() {
+    let s = setup(AwsFsxConfig {
+        max_attempts: 3,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    let fs = seed_fs(&s.emulator, FileSystemType::Windows);
+    let request = create_request(
+        BackupTarget::FileSystem(fs.clone()),
+        "sched-uid-fs-20261125T0000Z",
+    );
+
+    // Every response to CreateBackup is dropped after the backup was made:
+    // the SDK retries with the same token and the call finally fails.
+    s.emulator.set_faults(Faults {
+        drop_response_after_write_next: 3,
+        only_operations: Some(vec!["CreateBackup".into()]),
+        ..Faults::default()
+    });
+    let err = s
+        .fsx
+        .create_backup(EAST, &request)
+        .await
+        .expect_err("responses are dropped");
+    assert!(err.is_retryable(), "a lost response is transient: {err:?}");
+    assert_eq!(
+        backups_in(&s.emulator, EAST),
+        1,
+        "three attempts, one backup"
+    );
+
+    // The reconcile retries later with the same token: it gets that same backup.
+    s.emulator.set_faults(Faults::default());
+    let first = s.fsx.create_backup(EAST, &request).await.expect("create");
+    let again = s
+        .fsx
+        .create_backup(EAST, &request)
+        .await
+        .expect("create again");
+    assert_eq!(first.id, again.id);
+    assert_eq!(backups_in(&s.emulator, EAST), 1);
+    let attempts = s
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.operation == "CreateBackup")
+        .count();
+    assert_eq!(
+        attempts, 5,
+        "3 dropped attempts + 2 answered calls reached the emulator"
+    );
+}
+
+#[tokio::test]
+async fn describe_reads_every_page_whatever_the_order() {
+    let s = setup(AwsFsxConfig {
+        page_size: Some(2),
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    let fs = seed_fs(&s.emulator, FileSystemType::Lustre);
+    let other = seed_fs(&s.emulator, FileSystemType::Lustre);
+    let mut seeded = Vec::new();
+    for _ in 0..9 {
+        seeded.push(seed_backup(&s.emulator, &fs, BackupType::Automatic));
+    }
+    seed_backup(&s.emulator, &other, BackupType::Automatic);
+
+    let listed = s
+        .fsx
+        .describe_backups_of(EAST, &BackupTarget::FileSystem(fs))
+        .await
+        .expect("describe");
+    let mut ids: Vec<_> = listed.iter().map(|b| b.id.clone()).collect();
+    ids.sort();
+    seeded.sort();
+    assert_eq!(
+        ids, seeded,
+        "all 9 backups of the target, none of the other's"
+    );
+    let pages = s
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.operation == "DescribeBackups")
+        .count();
+    assert_eq!(pages, 5, "9 backups at 2 per page");
+
+    let by_ids = s
+        .fsx
+        .describe_backups_by_ids(
+            EAST,
+            &[
+                seeded[0].clone(),
+                "backup-0000000000000dead".into(),
+                seeded[1].clone(),
+            ],
+        )
+        .await
+        .expect("by ids");
+    assert_eq!(by_ids.found.len(), 2);
+    assert_eq!(by_ids.missing, ["backup-0000000000000dead"]);
+}
+
+#[tokio::test]
+async fn throttling_is_absorbed_by_retries_and_visible_in_the_log() {
+    let s = setup(AwsFsxConfig {
+        max_attempts: 20,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    let fs = seed_fs(&s.emulator, FileSystemType::OpenZfs);
+    s.emulator.set_faults(Faults {
+        throttle_next: 7,
+        ..Faults::default()
+    });
+    for _ in 0..6 {
+        s.fsx
+            .describe_backups_of(EAST, &BackupTarget::FileSystem(fs.clone()))
+            .await
+            .expect("retried to success");
+    }
+    let log = s.emulator.requests();
+    let throttled = log
+        .iter()
+        .filter(|r| r.outcome == "ThrottlingException")
+        .count();
+    let ok = log.iter().filter(|r| r.outcome == "ok").count();
+    assert_eq!(ok, 6);
+    assert_eq!(throttled, 7, "{log:?}");
+    assert!(
+        log.iter().any(|r| r.attempt.is_some_and(|a| a > 1)),
+        "retries are numbered: {log:?}"
+    );
+
+    // Without retries the throttling surfaces, classified as transient.
+    let strict = setup(AwsFsxConfig {
+        max_attempts: 1,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    strict.emulator.set_faults(Faults {
+        throttle_next: 1,
+        ..Faults::default()
+    });
+    let err = strict
+        .fsx
+        .describe_file_systems(EAST)
+        .await
+        .expect_err("throttled");
+    assert!(
+        matches!(&err, FsxError::RetryLater { code, .. } if code == "ThrottlingException"),
+        "{err:?}"
+    );
+}
+
+fn user_action(err: &FsxError) -> Option<UserActionReason> {
+    match err {
+        FsxError::UserAction { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_error_kind_is_classified() {
+    let s = setup(AwsFsxConfig {
+        max_attempts: 1,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    let windows = seed_fs(&s.emulator, FileSystemType::Windows);
+    let ontap = seed_fs(&s.emulator, FileSystemType::Ontap);
+    let volume = s
+        .emulator
+        .seed_volume(EAST, VolumeSeed::new(&ontap))
+        .expect("seed volume");
+    s.emulator.set_timing(Timing {
+        create_duration: Duration::from_hours(1),
+        copy_duration: Duration::from_hours(1),
+    });
+
+    // Retry later: a backup of the target is still being made.
+    s.fsx
+        .create_backup(
+            EAST,
+            &create_request(BackupTarget::FileSystem(windows.clone()), "t1"),
+        )
+        .await
+        .expect("first");
+    let busy = s
+        .fsx
+        .create_backup(
+            EAST,
+            &create_request(BackupTarget::FileSystem(windows.clone()), "t2"),
+        )
+        .await;
+    assert!(
+        matches!(busy, Err(FsxError::RetryLater { ref code, .. }) if code == "BackupInProgress"),
+        "{busy:?}"
+    );
+
+    // Needs user action: unknown target, ONTAP file system instead of a volume.
+    let missing = s
+        .fsx
+        .create_backup(
+            EAST,
+            &create_request(
+                BackupTarget::FileSystem("fs-0123456789abcdef0".into()),
+                "t3",
+            ),
+        )
+        .await;
+    assert_eq!(
+        missing.as_ref().err().and_then(user_action),
+        Some(UserActionReason::TargetNotFound),
+        "{missing:?}"
+    );
+    let missing_vol = s
+        .fsx
+        .create_backup(
+            EAST,
+            &create_request(
+                BackupTarget::Volume("fsvol-0123456789abcdef0".into()),
+                "t3v",
+            ),
+        )
+        .await;
+    assert_eq!(
+        missing_vol.as_ref().err().and_then(user_action),
+        Some(UserActionReason::TargetNotFound)
+    );
+    let whole_ontap = s
+        .fsx
+        .create_backup(EAST, &create_request(BackupTarget::FileSystem(ontap), "t4"))
+        .await;
+    let err = whole_ontap.expect_err("ONTAP file systems are backed up per volume");
+    assert_eq!(
+        user_action(&err),
+        Some(UserActionReason::OntapFileSystemNotBackupable)
+    );
+    assert!(
+        err.to_string().contains("volumeIds"),
+        "says what to fix: {err}"
+    );
+    s.fsx
+        .create_backup(EAST, &create_request(BackupTarget::Volume(volume), "t5"))
+        .await
+        .expect("volume backup");
+
+    // Needs user action: access denied.
+    s.emulator.set_faults(Faults {
+        deny_operations: vec!["DescribeFileSystems".into()],
+        ..Faults::default()
+    });
+    let denied = s.fsx.describe_file_systems(EAST).await.expect_err("denied");
+    assert_eq!(user_action(&denied), Some(UserActionReason::AccessDenied));
+    s.emulator.set_faults(Faults::default());
+
+    // Needs user action: the account's backup quota.
+    s.emulator.set_limits(Limits {
+        user_backups_per_region: 2,
+        ..Limits::default()
+    });
+    let other = seed_fs(&s.emulator, FileSystemType::Windows);
+    let quota = s
+        .fsx
+        .create_backup(EAST, &create_request(BackupTarget::FileSystem(other), "t6"))
+        .await;
+    assert_eq!(
+        quota.as_ref().err().and_then(user_action),
+        Some(UserActionReason::BackupQuotaExceeded),
+        "{quota:?}"
+    );
+    s.emulator.set_limits(Limits::default());
+
+    // Deleting: busy (retry later), gone (fine), AWS Backup's (not ours to delete).
+    let creating = s
+        .fsx
+        .describe_backups_of(EAST, &BackupTarget::FileSystem(windows.clone()))
+        .await
+        .expect("describe");
+    let creating_id = creating
+        .iter()
+        .find(|b| b.lifecycle == Lifecycle::Creating)
+        .expect("creating")
+        .id
+        .clone();
+    let busy_delete = s
+        .fsx
+        .delete_backup(EAST, &creating_id)
+        .await
+        .expect_err("in progress");
+    assert!(busy_delete.is_retryable(), "{busy_delete:?}");
+    assert_eq!(
+        s.fsx.delete_backup(EAST, "backup-0123456789abcdef0").await,
+        Ok(Deleted::AlreadyGone)
+    );
+
+    // A 500 with retries off: transient.
+    s.emulator.set_faults(Faults {
+        server_error_next: 1,
+        ..Faults::default()
+    });
+    let server = s.fsx.describe_file_systems(EAST).await.expect_err("500");
+    assert!(server.is_retryable(), "{server:?}");
+    s.emulator.set_faults(Faults::default());
+}
+
+fn copy_request(source: &str, token: &str) -> CopyBackupRequest {
+    CopyBackupRequest {
+        source_backup_id: source.into(),
+        source_region: EAST.into(),
+        kms_key_id: None,
+        copy_tags: true,
+        tags: BTreeMap::new(),
+        client_request_token: token.into(),
+    }
+}
+
+#[tokio::test]
+async fn copy_errors_are_classified() {
+    let s = setup(AwsFsxConfig {
+        max_attempts: 1,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    s.emulator.set_timing(Timing {
+        create_duration: Duration::ZERO,
+        copy_duration: Duration::from_hours(1),
+    });
+    let fs = seed_fs(&s.emulator, FileSystemType::Windows);
+    let sources: Vec<_> = (0..7)
+        .map(|_| seed_backup(&s.emulator, &fs, BackupType::UserInitiated))
+        .collect();
+
+    // Five copies fill the destination's slots; the sixth must wait for one.
+    for (i, source) in sources.iter().take(5).enumerate() {
+        let copy = s
+            .fsx
+            .copy_backup(WEST, &copy_request(source, &format!("c{i}")))
+            .await
+            .expect("copy");
+        assert_eq!(copy.source_backup_id.as_deref(), Some(source.as_str()));
+    }
+    let full = s
+        .fsx
+        .copy_backup(WEST, &copy_request(&sources[5], "c5"))
+        .await
+        .expect_err("slots full");
+    assert!(matches!(full, FsxError::CopySlotsFull { .. }), "{full:?}");
+    assert!(full.is_retryable());
+
+    // A source being copied cannot be deleted yet.
+    let being_copied = s
+        .fsx
+        .delete_backup(EAST, &sources[0])
+        .await
+        .expect_err("being copied");
+    assert!(
+        matches!(&being_copied, FsxError::RetryLater { code, .. } if code == "BackupBeingCopied"),
+        "{being_copied:?}"
+    );
+
+    s.emulator.set_limits(Limits {
+        copies_in_progress_per_region: 100,
+        ..Limits::default()
+    });
+    let mut bad_key = copy_request(&sources[6], "c6");
+    bad_key.kms_key_id = Some("arn:aws:kms:us-west-2:111111111111:key/invalid".into());
+    let err = s
+        .fsx
+        .copy_backup(WEST, &bad_key)
+        .await
+        .expect_err("bad key");
+    assert_eq!(
+        user_action(&err),
+        Some(UserActionReason::InvalidKmsKey),
+        "{err:?}"
+    );
+
+    let err = s
+        .fsx
+        .copy_backup("cn-north-1", &copy_request(&sources[6], "c7"))
+        .await
+        .expect_err("cross-partition");
+    assert_eq!(
+        user_action(&err),
+        Some(UserActionReason::InvalidRegion),
+        "{err:?}"
+    );
+
+    let not_found = s
+        .fsx
+        .copy_backup(WEST, &copy_request("backup-0123456789abcdef0", "c8"))
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(not_found, FsxError::NotFound { .. }),
+        "{not_found:?}"
+    );
+
+    // The source is not yet AVAILABLE: wait.
+    let creating_fs = seed_fs(&s.emulator, FileSystemType::Windows);
+    s.emulator.set_timing(Timing {
+        create_duration: Duration::from_hours(1),
+        copy_duration: Duration::from_hours(1),
+    });
+    let fresh = s
+        .fsx
+        .create_backup(
+            EAST,
+            &create_request(BackupTarget::FileSystem(creating_fs), "fresh"),
+        )
+        .await
+        .expect("create");
+    let unavailable = s
+        .fsx
+        .copy_backup(WEST, &copy_request(&fresh.id, "c9"))
+        .await
+        .expect_err("source creating");
+    assert!(
+        matches!(&unavailable, FsxError::RetryLater { code, .. } if code == "SourceBackupUnavailable"),
+        "{unavailable:?}"
+    );
+
+    // Multi-AZ backups cannot be copied to a Region that lacks support for them.
+    let multi_az = s
+        .emulator
+        .seed_file_system(
+            EAST,
+            FileSystemSeed::new(FileSystemType::Windows).deployment_type("MULTI_AZ_1"),
+        )
+        .expect("seed multi-az");
+    let maz_backup = seed_backup(&s.emulator, &multi_az, BackupType::UserInitiated);
+    s.emulator.set_limits(Limits {
+        regions_without_multi_az: vec!["ap-east-2".into()],
+        ..Limits::default()
+    });
+    let err = s
+        .fsx
+        .copy_backup("ap-east-2", &copy_request(&maz_backup, "c10"))
+        .await
+        .expect_err("no multi-az");
+    assert_eq!(
+        user_action(&err),
+        Some(UserActionReason::MultiAzCopyUnsupported),
+        "{err:?}"
+    );
+}
