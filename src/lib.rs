@@ -3,5 +3,14 @@
 //! The binary in `main.rs` only wires configuration and clients together; all
 //! behaviour lives in the modules below.
 
+pub mod clock;
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod duration;
 pub mod fsx;
+pub mod naming;
+pub mod ownership;
+pub mod retention;
+pub mod schedule;
 pub mod telemetry;

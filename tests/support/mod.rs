@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of the helpers
 
+pub mod operator;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,164 @@
+//! Reconcilers: fetch, decide (with the pure modules), apply. One file per kind.
+
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::clock::Clock;
+use crate::fsx::FsxError;
+
+/// The name the operator applies status with and reports events as.
+pub const FIELD_MANAGER: &str = "fsx-backup-operator";
+/// Finalizer that lets `deletionPolicy: Delete` remove backups before the object goes.
+pub const FINALIZER: &str = "fsxbackup.io/cleanup";
+/// Annotation that asks for one extra backup of every target; its value is a nonce.
+pub const RUN_NOW_ANNOTATION: &str = "fsxbackup.io/run-now";
+
+/// Operator-wide settings the reconcilers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Region for objects that do not name one.
+    pub default_region: Option<String>,
+    /// How often backups in flight are looked at.
+    pub poll_interval: Duration,
+    /// How soon a transient failure (throttling, a busy target) is retried.
+    pub retry_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_region: None,
+            poll_interval: Duration::from_secs(30),
+            retry_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared by all reconciles of all kinds.
+pub struct Context<F> {
+    pub client: Client,
+    pub fsx: F,
+    pub recorder: Recorder,
+    pub clock: Clock,
+    pub settings: Settings,
+    /// When each object last polled FSx for its backups in flight, so that
+    /// reconciles triggered by our own status writes do not poll again.
+    last_poll: Mutex<HashMap<String, jiff::Timestamp>>,
+}
+
+impl<F> std::fmt::Debug for Context<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Context<F> {
+    pub fn new(client: Client, fsx: F, clock: Clock, settings: Settings) -> Arc<Self> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Arc::new(Self {
+            client,
+            fsx,
+            recorder,
+            clock,
+            settings,
+            last_poll: Mutex::default(),
+        })
+    }
+
+    /// True (and remembered) when `key` has not polled within the poll interval.
+    fn poll_due(&self, key: &str, now: jiff::Timestamp) -> bool {
+        let mut last = self
+            .last_poll
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let interval =
+            jiff::SignedDuration::try_from(self.settings.poll_interval).unwrap_or_default();
+        let due = last
+            .get(key)
+            .is_none_or(|at| now.duration_since(*at) >= interval);
+        if due {
+            last.insert(key.to_owned(), now);
+        }
+        due
+    }
+
+    fn forget(&self, key: &str) {
+        self.last_poll
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Publishes an event; a failure to do so is logged, never fatal.
+    async fn event<K>(&self, object: &K, warning: bool, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
+        }
+    }
+}
+
+/// Why a reconcile failed; the controller retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Fsx(#[from] FsxError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error("{0}")]
+    CleanupPending(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Fsx(_) => "fsx",
+            Self::Finalizer(_) => "finalizer",
+            Self::CleanupPending(_) => "cleanup_pending",
+            Self::InvalidSpec(_) => "invalid_spec",
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}

@@ -1,0 +1,158 @@
+//! Turning an `FsxBackupSchedule` spec into something the reconciler can act
+//! on, or a message naming the field to fix. What the CRD schema cannot check
+//! (cron syntax, IANA zone, durations' meaning, a retention that keeps
+//! nothing, the rendered name length) is checked here, before any FSx call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::crd::common::{DeletionPolicy, MAX_USER_TAGS, keep_everything};
+use crate::crd::schedule::{FileSystemType, FsxBackupSchedule};
+use crate::duration::parse_duration;
+use crate::fsx::BackupTarget;
+use crate::naming::{DEFAULT_BACKUP_NAME, NameContext, render_backup_name};
+use crate::ownership::RESERVED_KEYS;
+use crate::retention::RetentionPolicy;
+use crate::schedule::{Schedule, jitter_offset};
+
+/// `backupTimeout` when the spec has none.
+pub const DEFAULT_BACKUP_TIMEOUT: Duration = Duration::from_hours(6);
+
+/// Which targets to back up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Targets {
+    /// Fixed ids.
+    Ids(Vec<BackupTarget>),
+    /// File systems whose tags include all of these, of these types (empty: all).
+    Selector {
+        tags: BTreeMap<String, String>,
+        types: Vec<FileSystemType>,
+    },
+}
+
+/// A schedule whose spec passed every check.
+#[derive(Debug)]
+pub struct ValidSchedule {
+    pub region: String,
+    pub targets: Targets,
+    pub schedule: Schedule,
+    /// This object's fixed share of `jitter`.
+    pub offset: Duration,
+    pub deadline: Option<Duration>,
+    pub suspended: bool,
+    pub backup_timeout: Duration,
+    pub retention: RetentionPolicy,
+    pub name_template: String,
+    pub tags: BTreeMap<String, String>,
+    pub deletion_policy: DeletionPolicy,
+    /// `schedule|timeZone|jitter`: a change restarts the schedule from now.
+    pub schedule_key: String,
+}
+
+/// Checks the spec; `Err` is the message for the `Stalled`/`InvalidSpec` condition.
+pub fn validate(
+    object: &FsxBackupSchedule,
+    default_region: Option<&str>,
+) -> Result<ValidSchedule, String> {
+    let spec = &object.spec;
+    let region = spec
+        .region
+        .clone()
+        .or_else(|| default_region.map(str::to_owned))
+        .ok_or(
+            "spec.region is not set and the operator has no default Region (--region / AWS_REGION)",
+        )?;
+    let time_zone = spec.time_zone.as_deref().unwrap_or("UTC");
+    let schedule = Schedule::parse(&spec.schedule, time_zone)
+        .map_err(|err| format!("{}: {err}", err.field()))?;
+    let jitter = parse_field("spec.jitter", spec.jitter.as_deref())?.unwrap_or_default();
+    let offset = jitter_offset(&object.uid().unwrap_or_default(), jitter);
+    let deadline = match spec.starting_deadline_seconds {
+        Some(seconds) => Some(Duration::from_secs(
+            u64::try_from(seconds)
+                .map_err(|_| "spec.startingDeadlineSeconds must not be negative")?,
+        )),
+        None => None,
+    };
+    let backup_timeout = parse_field("spec.backupTimeout", spec.backup_timeout.as_deref())?
+        .unwrap_or(DEFAULT_BACKUP_TIMEOUT);
+    if backup_timeout.is_zero() {
+        return Err("spec.backupTimeout must be above zero".into());
+    }
+    let retention = match &spec.retention {
+        Some(retention) => retention.to_policy()?,
+        None => keep_everything(),
+    };
+    let targets = targets(object)?;
+    let tags = spec.tags.clone().unwrap_or_default();
+    if tags.len() > MAX_USER_TAGS {
+        return Err(format!(
+            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets 5)",
+            tags.len()
+        ));
+    }
+    if let Some(key) = tags
+        .keys()
+        .find(|k| RESERVED_KEYS.contains(&k.as_str()) || k.starts_with("aws:"))
+    {
+        return Err(format!("spec.tags: `{key}` is reserved"));
+    }
+    let name_template = spec
+        .backup_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BACKUP_NAME.to_owned());
+    // Render with the longest id any target can have, so a name that fits now
+    // cannot fail later for a longer id.
+    let longest_id = "fsvol-000000000000000000000";
+    render_backup_name(
+        &name_template,
+        &NameContext {
+            schedule: &object.name_any(),
+            namespace: &object.namespace().unwrap_or_default(),
+            target: longest_id,
+            time: Timestamp::now(),
+        },
+    )?;
+    let schedule_key = format!(
+        "{}|{time_zone}|{}",
+        spec.schedule,
+        spec.jitter.as_deref().unwrap_or("0s")
+    );
+    Ok(ValidSchedule {
+        region,
+        targets,
+        schedule,
+        offset,
+        deadline,
+        suspended: spec.suspend.unwrap_or(false),
+        backup_timeout,
+        retention,
+        name_template,
+        tags,
+        deletion_policy: spec.deletion_policy.unwrap_or_default(),
+        schedule_key,
+    })
+}
+
+fn parse_field(field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
+    text.map(|t| parse_duration(t).map_err(|err| format!("{field}: {err}")))
+        .transpose()
+}
+
+fn targets(object: &FsxBackupSchedule) -> Result<Targets, String> {
+    let target = &object.spec.target;
+    match (&target.file_system_ids, &target.volume_ids, &target.file_system_selector) {
+        (Some(ids), None, None) if !ids.is_empty() => {
+            Ok(Targets::Ids(ids.iter().cloned().map(BackupTarget::FileSystem).collect()))
+        }
+        (None, Some(ids), None) if !ids.is_empty() => Ok(Targets::Ids(ids.iter().cloned().map(BackupTarget::Volume).collect())),
+        (None, None, Some(selector)) if !selector.tags.is_empty() => Ok(Targets::Selector {
+            tags: selector.tags.clone(),
+            types: selector.types.clone().unwrap_or_default(),
+        }),
+        _ => Err("spec.target: set exactly one of fileSystemIds, volumeIds, fileSystemSelector (not empty)".into()),
+    }
+}

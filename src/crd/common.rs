@@ -1,0 +1,164 @@
+//! Field types shared by both kinds: retention, deletion policy, notifications,
+//! tags, and the schema patterns the apiserver enforces.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::parse_duration;
+use crate::retention::RetentionPolicy;
+
+/// An AWS Region name such as `us-east-1`, `eu-central-2` or `us-gov-west-1`.
+pub const REGION_PATTERN: &str = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$";
+/// An FSx file system id.
+pub const FILE_SYSTEM_ID_PATTERN: &str = r"^fs-[0-9a-f]{8,21}$";
+/// An FSx volume id (ONTAP or OpenZFS).
+pub const VOLUME_ID_PATTERN: &str = r"^fsvol-[0-9a-f]{17,21}$";
+/// An FSx backup id.
+pub const BACKUP_ID_PATTERN: &str = r"^backup-[0-9a-f]{8,21}$";
+/// A duration such as `30s`, `10m`, `6h`, `7d`, `2w` or `1h30m`.
+pub const DURATION_PATTERN: &str = crate::duration::DURATION_PATTERN;
+/// FSx allows 50 tags per resource; the operator sets five of its own.
+pub const MAX_USER_TAGS: usize = 45;
+
+/// What happens to the backups an object made when the object is deleted.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    /// Leave every backup in place (the default): deleting a Kubernetes object
+    /// must never silently destroy data.
+    #[default]
+    Retain,
+    /// Delete the backups this object owns (identified by its UID tag), and only those.
+    Delete,
+}
+
+/// How long backups are kept. A backup is deleted when it is older than
+/// `maxAge` or beyond the newest `maxCount`, unless `keepLast` or a GFS rule
+/// (`keepHourly` … `keepYearly`) keeps it; `minAvailable` is never broken.
+/// Only AVAILABLE backups this object made count; in-progress, AUTOMATIC,
+/// AWS Backup and other owners' backups are never touched.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Delete backups older than this (e.g. `7d`, `36h`, `2w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::duration::DURATION_PATTERN))]
+    pub max_age: Option<String>,
+    /// Delete backups beyond the newest N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u32>,
+    /// Always keep the newest N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days (in the schedule's time zone) that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Safety floor: never leave fewer AVAILABLE backups than this, whatever
+    /// their age (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<u32>,
+    /// FAILED backups kept for inspection (default 3); older failures are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_history_limit: Option<u32>,
+}
+
+/// Default `minAvailable`.
+pub const DEFAULT_MIN_AVAILABLE: u32 = 1;
+/// Default `failedHistoryLimit`.
+pub const DEFAULT_FAILED_HISTORY_LIMIT: u32 = 3;
+
+impl RetentionSpec {
+    /// The policy the retention planner applies, or a message naming the field to fix.
+    pub fn to_policy(&self) -> Result<RetentionPolicy, String> {
+        let max_age = self
+            .max_age
+            .as_deref()
+            .map(|text| parse_duration(text).map_err(|err| format!("spec.retention.maxAge: {err}")))
+            .transpose()?;
+        let policy = RetentionPolicy {
+            max_age,
+            max_count: self.max_count,
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            min_available: self.min_available.unwrap_or(DEFAULT_MIN_AVAILABLE),
+            failed_history_limit: self
+                .failed_history_limit
+                .unwrap_or(DEFAULT_FAILED_HISTORY_LIMIT),
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+/// The policy applied when `retention` is omitted: keep every AVAILABLE
+/// backup, prune FAILED ones beyond the default history.
+pub fn keep_everything() -> RetentionPolicy {
+    RetentionPolicy {
+        min_available: DEFAULT_MIN_AVAILABLE,
+        failed_history_limit: DEFAULT_FAILED_HISTORY_LIMIT,
+        ..RetentionPolicy::default()
+    }
+}
+
+/// SNS notifications, as in AWS's custom backup schedule solution.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    /// Topic to publish to. Failures are always published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+    ))]
+    pub sns_topic_arn: Option<String>,
+    /// Also publish successes (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<bool>,
+}
+
+/// The rules FSx applies to tag keys and values, checked by the apiserver so
+/// a bad tag is rejected at `kubectl apply` rather than at the first backup.
+pub const TAG_RULES: &str = "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && \
+     !k.startsWith('fsxbackup.io/') && k != 'Name' && size(self[k]) <= 256)";
+
+/// Extra tags: FSx's limits (key ≤ 128, value ≤ 256 characters, no `aws:`
+/// prefix) and the operator's reserved keys, checked by the apiserver.
+pub type Tags = BTreeMap<String, String>;
+
+/// One backup in a status list.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRef {
+    /// The `backup-…` id.
+    pub id: String,
+    /// FSx lifecycle: CREATING, AVAILABLE, FAILED, …
+    pub lifecycle: String,
+    /// When FSx created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<Time>,
+    /// When retention will delete it, if that depends only on time (`maxAge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// The retention rule that keeps it: maxAge, maxCount, keepLast, keepDaily, …, minAvailable, inProgress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_by: Option<String>,
+}

@@ -1,0 +1,241 @@
+//! `FsxBackupSchedule`: back up these file systems or volumes on a cron
+//! schedule in a time zone, and keep the backups this long.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{BackupRef, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags};
+
+/// Back up FSx file systems or volumes on a cron schedule and prune old backups.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "fsxbackup.io",
+    version = "v1alpha1",
+    kind = "FsxBackupSchedule",
+    namespaced,
+    status = "FsxBackupScheduleStatus",
+    shortname = "fbs",
+    category = "fsxbackup",
+    doc = "FsxBackupSchedule backs up FSx file systems or volumes on a cron schedule, in a time zone, and prunes the backups it made by a retention policy.",
+    printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
+    printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastScheduleTime"}"#,
+    printcolumn = r#"{"name":"Next Run","type":"string","jsonPath":".status.nextScheduleTime"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FsxBackupScheduleSpec {
+    /// AWS Region of the targets (default: the operator's Region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::common::REGION_PATTERN))]
+    pub region: Option<String>,
+    /// What to back up: exactly one of `fileSystemIds`, `volumeIds`, `fileSystemSelector`.
+    pub target: TargetSpec,
+    /// When to back up: a 5-field cron expression (minute hour day-of-month
+    /// month day-of-week) or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default `UTC`). A time skipped
+    /// by a daylight-saving change runs once right after the change; a time that
+    /// occurs twice runs once, at its first occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+    /// Deterministic per-object delay in [0, jitter) added to every run, to
+    /// spread many schedules due at the same instant (e.g. `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::common::DURATION_PATTERN))]
+    pub jitter: Option<String>,
+    /// A run late by more than this (operator or cluster down) is skipped and
+    /// recorded as missed; a run late by less is taken once. Default: no
+    /// deadline (a late run is taken once, until the next run is due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// Stop taking new backups; retention keeps running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// A backup still not AVAILABLE after this long counts as failed (default `6h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::common::DURATION_PATTERN))]
+    pub backup_timeout: Option<String>,
+    /// How long to keep backups. Omitted: keep every AVAILABLE backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+    /// Template of the backup's `Name` tag, at most 256 characters once
+    /// rendered. Placeholders: `{schedule}` (object name), `{namespace}`,
+    /// `{target}` (file system or volume id), `{time:FORMAT}` (scheduled time
+    /// in UTC, strftime FORMAT such as `%Y%m%dT%H%MZ`).
+    /// Default `{schedule}-{target}-{time:%Y%m%dT%H%MZ}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub backup_name: Option<String>,
+    /// Extra tags on every backup: at most 45 (FSx allows 50; the operator
+    /// sets five), keys 1–128 characters without `aws:` or `fsxbackup.io/`
+    /// prefixes and not `Name`, values at most 256 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 45))]
+    #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 characters, not start with aws: or fsxbackup.io/, not be Name; values at most 256 characters"))]
+    pub tags: Option<Tags>,
+    /// What happens to this object's backups when it is deleted: `Retain` (default) or `Delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// SNS notifications: failures always, successes when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+}
+
+/// The file systems or volumes to back up: exactly one of the three fields.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("[has(self.fileSystemIds), has(self.volumeIds), has(self.fileSystemSelector)].filter(x, x).size() == 1").message("set exactly one of fileSystemIds, volumeIds, fileSystemSelector"))]
+pub struct TargetSpec {
+    /// File systems by id (`fs-…`): Windows File Server, Lustre, OpenZFS.
+    /// ONTAP file systems are backed up per volume: use `volumeIds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100), inner(regex(pattern = super::common::FILE_SYSTEM_ID_PATTERN)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub file_system_ids: Option<Vec<String>>,
+    /// Volumes by id (`fsvol-…`): ONTAP and OpenZFS volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100), inner(regex(pattern = super::common::VOLUME_ID_PATTERN)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub volume_ids: Option<Vec<String>>,
+    /// File systems chosen by their tags (and optionally type), looked up
+    /// again at every run. ONTAP file systems matched here are reported, not
+    /// backed up: list their volumes in `volumeIds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_system_selector: Option<FileSystemSelector>,
+}
+
+/// Selects file systems by tags and type.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSystemSelector {
+    /// Every one of these tags must be present with this value.
+    #[schemars(extend("minProperties" = 1, "maxProperties" = 50))]
+    pub tags: Tags,
+    /// Only these file system types (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<FileSystemType>>,
+}
+
+/// An FSx file system type.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FileSystemType {
+    Windows,
+    Lustre,
+    Ontap,
+    Openzfs,
+}
+
+impl FileSystemType {
+    /// FSx's name for the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Windows => "WINDOWS",
+            Self::Lustre => "LUSTRE",
+            Self::Ontap => "ONTAP",
+            Self::Openzfs => "OPENZFS",
+        }
+    }
+}
+
+/// What the operator observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FsxBackupScheduleStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, as kstatus (Flux, Argo CD, `kubectl wait`) reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Scheduled instant of the latest run taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When the latest backup became AVAILABLE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// When the next run is due (jitter included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// Runs skipped because they were late by more than `startingDeadlineSeconds`
+    /// or superseded by a later run (total since the object was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_runs: Option<u32>,
+    /// Scheduled instant of the latest missed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_missed_time: Option<Time>,
+    /// `schedule|timeZone|jitter` that `nextScheduleTime` was computed from; a
+    /// change restarts the schedule from now instead of running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_schedule: Option<String>,
+    /// The last `fsxbackup.io/run-now` value acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now: Option<String>,
+    /// One entry per target, in id order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+}
+
+/// The state of one file system or volume.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The `fs-…` or `fsvol-…` id.
+    pub id: String,
+    /// What is wrong with this target, if anything (e.g. not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Scheduled instant of the latest run whose backup FSx accepted (or that was given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_time: Option<Time>,
+    /// The latest backup of this target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
+    /// This object's backups of the target, newest first (at most 20 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_backups: Vec<BackupRef>,
+    /// How many backups of the target this object owns (the list above is truncated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_backup_count: Option<u32>,
+}
+
+/// The latest backup of a target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// The `backup-…` id.
+    pub id: String,
+    /// FSx lifecycle when last looked at.
+    pub lifecycle: String,
+    /// Percent done when last looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<i32>,
+    /// When FSx created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<Time>,
+    /// The run it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<Time>,
+    /// `run-now` value, for a manual run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_now: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+}
+
+impl FsxBackupSchedule {
+    /// True unless `spec.suspend` is set.
+    pub fn is_active(&self) -> bool {
+        !self.spec.suspend.unwrap_or(false)
+    }
+}

@@ -1,0 +1,610 @@
+//! `FsxBackupSchedule` end to end: the operator binary against the real
+//! kube-apiserver and the FSx emulator, observed only through the Kubernetes
+//! API and the emulator's state. Time is moved with the operator's test clock.
+
+mod support;
+
+use std::time::Duration;
+
+use fsx_backup_operator::crd::FsxBackupSchedule;
+use fsx_emulator::{
+    BackupSeed, BackupSnapshot, BackupType, Emulator, FileSystemSeed, FileSystemType,
+    RunningEmulator,
+};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use support::operator::{Operator, OperatorConfig, TestClock, eventually, install_crds, test_dir};
+
+const REGION: &str = "us-east-1";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct World {
+    client: Client,
+    namespace: String,
+    emulator: Emulator,
+    running: RunningEmulator,
+    clock: TestClock,
+    operator: Operator,
+}
+
+impl World {
+    async fn new(client: Client, namespace: String) -> Self {
+        install_crds();
+        let emulator = Emulator::new();
+        let running = emulator.start().await.expect("emulator");
+        let clock = TestClock::new(&test_dir(&namespace));
+        let operator = Operator::start(&OperatorConfig {
+            namespace: &namespace,
+            fsx_endpoint: &running.endpoint,
+            clock: &clock,
+        });
+        Self {
+            client,
+            namespace,
+            emulator,
+            running,
+            clock,
+            operator,
+        }
+    }
+
+    fn restart_operator(&mut self) {
+        self.operator.kill();
+        self.operator = Operator::start(&OperatorConfig {
+            namespace: &self.namespace,
+            fsx_endpoint: &self.running.endpoint,
+            clock: &self.clock,
+        });
+    }
+
+    fn api(&self) -> Api<FsxBackupSchedule> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn file_system(&self, fs_type: FileSystemType) -> String {
+        self.emulator
+            .seed_file_system(REGION, FileSystemSeed::new(fs_type))
+            .expect("seed file system")
+    }
+
+    async fn create(&self, name: &str, spec: Value) -> FsxBackupSchedule {
+        let object: FsxBackupSchedule = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1",
+            "kind": "FsxBackupSchedule",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("valid object");
+        self.api()
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create schedule")
+    }
+
+    async fn get(&self, name: &str) -> FsxBackupSchedule {
+        self.api().get(name).await.expect("get schedule")
+    }
+
+    /// Waits until the schedule's status satisfies `check`, returning it.
+    async fn until(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&FsxBackupSchedule) -> bool,
+    ) -> FsxBackupSchedule {
+        let api = self.api();
+        let result = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(object) = api.get(name).await
+                    && check(&object)
+                {
+                    return object;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        if let Ok(object) = result {
+            return object;
+        }
+        let last = api.get(name).await.ok().and_then(|o| o.status);
+        panic!(
+            "timed out waiting for {name}: {what}\nstatus: {last:#?}\noperator log:\n{}",
+            tail(&self.operator.logs())
+        )
+    }
+
+    fn backups(&self) -> Vec<BackupSnapshot> {
+        self.emulator
+            .state()
+            .regions
+            .get(REGION)
+            .map(|r| r.backups.clone())
+            .unwrap_or_default()
+    }
+
+    fn owned_backups(&self, uid: &str) -> Vec<BackupSnapshot> {
+        self.backups()
+            .into_iter()
+            .filter(|b| tag(b, "fsxbackup.io/owner-uid") == Some(uid))
+            .collect()
+    }
+
+    fn calls(&self, operation: &str) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.operation == operation && r.outcome == "ok")
+            .count()
+    }
+
+    /// The next top of the hour after the operator's now.
+    fn next_hour(&self) -> Timestamp {
+        let now = self.clock.now();
+        let second = now.as_second();
+        Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid")
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+fn tag<'a>(backup: &'a BackupSnapshot, key: &str) -> Option<&'a str> {
+    backup
+        .tags
+        .iter()
+        .find(|t| t.key == key)
+        .map(|t| t.value.as_str())
+}
+
+fn condition(object: &FsxBackupSchedule, type_: &str) -> Option<(String, String)> {
+    object
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn is(object: &FsxBackupSchedule, type_: &str, status: &str, reason: &str) -> bool {
+    condition(object, type_) == Some((status.to_owned(), reason.to_owned()))
+}
+
+fn has_next_run(object: &FsxBackupSchedule) -> bool {
+    object
+        .status
+        .as_ref()
+        .is_some_and(|s| s.next_schedule_time.is_some())
+}
+
+async fn events(client: &Client, namespace: &str, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let list = api.list(&ListParams::default()).await.expect("events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn schedule_backs_up_reports_and_prunes_only_its_own() {
+    support::with_namespace("fbs-cycle", |client, namespace| async move {
+        let world = World::new(client.clone(), namespace.clone()).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        let ancient = Timestamp::now()
+            - 400
+                .days()
+                .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                .expect("span");
+        let seed = |backup_type, tags: &[(&str, &str)]| {
+            let mut seed =
+                BackupSeed::of_file_system(&fs, backup_type).creation_time(ancient.into());
+            for (k, v) in tags {
+                seed = seed.tag(*k, *v);
+            }
+            world.emulator.seed_backup(REGION, seed).expect("seed")
+        };
+        let automatic = seed(BackupType::Automatic, &[]);
+        let aws_backup = seed(BackupType::AwsBackup, &[]);
+        let by_hand = seed(BackupType::UserInitiated, &[("Name", "before-upgrade")]);
+        let other_owner = seed(
+            BackupType::UserInitiated,
+            &[
+                ("fsxbackup.io/managed-by", "fsx-backup-operator"),
+                ("fsxbackup.io/owner-uid", "another-object"),
+            ],
+        );
+
+        let created = world
+            .create(
+                "hourly",
+                json!({
+                    "target": {"fileSystemIds": [fs]},
+                    "schedule": "0 * * * *",
+                    "retention": {"maxCount": 2, "minAvailable": 1},
+                    "tags": {"team": "storage"},
+                }),
+            )
+            .await;
+        let uid = created.uid().expect("uid");
+        let ready = world
+            .until("hourly", "Ready=True Scheduled", |o| {
+                is(o, "Ready", "True", "Scheduled") && has_next_run(o)
+            })
+            .await;
+        assert!(
+            is(&ready, "Stalled", "False", "NotStalled")
+                && is(&ready, "Reconciling", "False", "Idle")
+        );
+
+        let first_slot = world.next_hour();
+        for run in 0..3 {
+            let slot = first_slot + SignedDuration::from_hours(run);
+            world.clock.set_now(slot - SignedDuration::from_secs(2));
+            let expected = slot.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let object = world
+                .until("hourly", &format!("backup of run {run} AVAILABLE"), |o| {
+                    o.status.as_ref().is_some_and(|s| {
+                        s.targets
+                            .first()
+                            .and_then(|t| t.last_backup.as_ref())
+                            .is_some_and(|b| {
+                                b.lifecycle == "AVAILABLE"
+                                    && b.scheduled_time.as_ref().map(|t| t.0.to_string())
+                                        == Some(expected.clone())
+                            })
+                            && s.targets[0].managed_backup_count
+                                == Some(u32::try_from(run + 1).unwrap_or(0).min(2))
+                    })
+                })
+                .await;
+            assert!(
+                is(&object, "Ready", "True", "BackupCreated"),
+                "{:?}",
+                object.status
+            );
+        }
+
+        // Exactly three backups were made, tagged and named; maxCount 2 pruned the oldest.
+        let mine = world.owned_backups(&uid);
+        assert_eq!(mine.len(), 2, "{mine:#?}");
+        assert_eq!(world.calls("CreateBackup"), 3);
+        assert_eq!(world.calls("DeleteBackup"), 1);
+        for backup in &mine {
+            assert_eq!(
+                tag(backup, "fsxbackup.io/managed-by"),
+                Some("fsx-backup-operator")
+            );
+            assert_eq!(
+                tag(backup, "fsxbackup.io/owner"),
+                Some(format!("{namespace}/FsxBackupSchedule/hourly").as_str())
+            );
+            assert_eq!(tag(backup, "team"), Some("storage"));
+            let scheduled = tag(backup, "fsxbackup.io/scheduled-time").expect("scheduled-time tag");
+            let compact = scheduled
+                .parse::<Timestamp>()
+                .expect("RFC 3339")
+                .strftime("%Y%m%dT%H%MZ")
+                .to_string();
+            assert_eq!(
+                tag(backup, "Name"),
+                Some(format!("hourly-{fs}-{compact}").as_str())
+            );
+            assert!(
+                backup
+                    .client_request_token
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("fbs-") && t.len() <= 63)
+            );
+        }
+        let survivors: Vec<String> = world.backups().into_iter().map(|b| b.id).collect();
+        for id in [&automatic, &aws_backup, &by_hand, &other_owner] {
+            assert!(survivors.contains(id), "{id} must survive retention");
+        }
+        let status = world.get("hourly").await.status.expect("status");
+        let target = &status.targets[0];
+        assert_eq!(target.managed_backups.len(), 2);
+        assert!(
+            target
+                .managed_backups
+                .iter()
+                .all(|b| b.kept_by.as_deref() == Some("maxCount")),
+            "{target:?}"
+        );
+        assert!(status.last_successful_time.is_some() && status.next_schedule_time.is_some());
+        let reasons = events(&client, &namespace, "hourly").await;
+        for reason in ["BackupCreated", "BackupAvailable", "BackupPruned"] {
+            assert!(
+                reasons.iter().any(|r| r == reason),
+                "event {reason} missing: {reasons:?}"
+            );
+        }
+
+        // Nothing changed: no further status writes.
+        let version = world.get("hourly").await.resource_version();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            world.get("hourly").await.resource_version(),
+            version,
+            "status churn while idle"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_now_is_once_per_nonce_and_suspend_stops_runs() {
+    support::with_namespace("fbs-runnow", |client, namespace| async move {
+        let world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::Lustre);
+        let created = world
+            .create("manual", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "suspend": true}))
+            .await;
+        let uid = created.uid().expect("uid");
+        world.until("manual", "Ready=True Suspended", |o| is(o, "Ready", "True", "Suspended")).await;
+
+        // Suspended: the scheduled instant passes and nothing is made.
+        let next = world.get("manual").await.status.and_then(|s| s.next_schedule_time).expect("next run").0;
+        world.clock.set_now(next + SignedDuration::from_secs(5));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(world.owned_backups(&uid).len(), 0, "suspended schedules make no backups");
+
+        let annotate = |nonce: &'static str| {
+            let api = world.api();
+            async move {
+                let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": nonce}}});
+                api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+            }
+        };
+        annotate("first").await;
+        world.until("manual", "run-now first handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("first")).await;
+        // Applying the same nonce again (as GitOps does) changes nothing.
+        annotate("first").await;
+        let api = world.api();
+        let touch = json!({"metadata": {"labels": {"touched": "yes"}}});
+        api.patch("manual", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(world.owned_backups(&uid).len(), 1, "one backup for nonce `first`");
+        annotate("second").await;
+        world.until("manual", "run-now second handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("second")).await;
+        assert_eq!(world.owned_backups(&uid).len(), 2);
+        assert_eq!(world.calls("CreateBackup"), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_between_create_and_status_write_makes_no_duplicate() {
+    support::with_namespace("fbs-crash", |client, namespace| async move {
+        let mut world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::OpenZfs);
+        let created = world
+            .create(
+                "crashy",
+                json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 * * * *"}),
+            )
+            .await;
+        let uid = created.uid().expect("uid");
+        world.until("crashy", "scheduled", has_next_run).await;
+
+        // Every DescribeBackups now hangs, so after CreateBackup the operator is
+        // stuck before it can write status; that is when it gets SIGKILLed.
+        world.emulator.set_faults(fsx_emulator::Faults {
+            latency: Duration::from_mins(1),
+            only_operations: Some(vec!["DescribeBackups".into()]),
+            ..Default::default()
+        });
+        let slot = world.next_hour();
+        world.clock.set_now(slot - SignedDuration::from_secs(1));
+        eventually("CreateBackup accepted", WAIT, || async {
+            (world.calls("CreateBackup") == 1).then_some(())
+        })
+        .await;
+        world.operator.kill();
+        let status = world.get("crashy").await.status.expect("status");
+        assert!(
+            status.targets.iter().all(|t| t.last_backup.is_none()),
+            "status was not written before the kill: {status:?}"
+        );
+
+        world.emulator.set_faults(fsx_emulator::Faults::default());
+        world.restart_operator();
+        let object = world
+            .until("crashy", "backup recorded after restart", |o| {
+                o.status
+                    .as_ref()
+                    .and_then(|s| s.targets.first())
+                    .and_then(|t| t.last_backup.as_ref())
+                    .is_some_and(|b| b.lifecycle == "AVAILABLE")
+            })
+            .await;
+        let mine = world.owned_backups(&uid);
+        assert_eq!(mine.len(), 1, "no duplicate: {mine:#?}");
+        assert_eq!(
+            object.status.expect("status").targets[0]
+                .last_backup
+                .as_ref()
+                .map(|b| b.id.clone()),
+            Some(mine[0].id.clone())
+        );
+        assert_eq!(
+            world.calls("CreateBackup"),
+            2,
+            "the retry replayed the same token"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operator_down_across_a_run_obeys_the_starting_deadline() {
+    support::with_namespace("fbs-deadline", |client, namespace| async move {
+        let mut world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        let created = world
+            .create("late", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 * * * *", "startingDeadlineSeconds": 600}))
+            .await;
+        let uid = created.uid().expect("uid");
+        let next = world.until("late", "scheduled", has_next_run).await.status.and_then(|s| s.next_schedule_time).expect("next").0;
+
+        // Down for 20 minutes past the run: beyond the 10-minute deadline → skipped, recorded.
+        world.operator.kill();
+        world.clock.set_now(next + SignedDuration::from_mins(20));
+        world.restart_operator();
+        let object = world.until("late", "missed run recorded", |o| o.status.as_ref().and_then(|s| s.missed_runs) == Some(1)).await;
+        assert!(is(&object, "Ready", "False", "MissedSchedule"), "{:?}", object.status);
+        assert_eq!(world.owned_backups(&uid).len(), 0);
+
+        // Down again across the next run but back within the deadline → taken once.
+        world.operator.kill();
+        world.clock.set_now(next + SignedDuration::from_mins(65));
+        world.restart_operator();
+        let object = world
+            .until("late", "late run taken", |o| o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "AVAILABLE"))
+            .await;
+        let mine = world.owned_backups(&uid);
+        assert_eq!(mine.len(), 1);
+        let expected = (next + SignedDuration::from_hours(1)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert_eq!(tag(&mine[0], "fsxbackup.io/scheduled-time"), Some(expected.as_str()));
+        assert_eq!(object.status.as_ref().and_then(|s| s.missed_runs), Some(1));
+        assert!(is(&object, "Ready", "True", "BackupCreated"), "{:?}", object.status);
+
+        // Down for a whole day: the 23 runs due are not made up in a burst.
+        world.operator.kill();
+        world.clock.set_now(next + SignedDuration::from_hours(25) + SignedDuration::from_mins(5));
+        world.restart_operator();
+        world.until("late", "one catch-up run", |o| o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.id != mine[0].id && b.lifecycle == "AVAILABLE")).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(world.owned_backups(&uid).len(), 2, "one late run, no burst");
+        let missed = world.get("late").await.status.and_then(|s| s.missed_runs).unwrap_or(0);
+        assert_eq!(missed, 1 + 23, "runs between were missed and counted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_and_busy_backups_are_reported() {
+    support::with_namespace("fbs-fail", |client, namespace| async move {
+        let world = World::new(client.clone(), namespace.clone()).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        world
+            .create(
+                "flaky",
+                json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 * * * *"}),
+            )
+            .await;
+        world.until("flaky", "scheduled", has_next_run).await;
+
+        world.emulator.fail_next_backup(REGION, &fs);
+        let slot = world.next_hour();
+        world.clock.set_now(slot - SignedDuration::from_secs(1));
+        let object = world
+            .until("flaky", "Ready=False BackupFailed", |o| {
+                is(o, "Ready", "False", "BackupFailed")
+            })
+            .await;
+        let last = object.status.expect("status").targets[0]
+            .last_backup
+            .clone()
+            .expect("last backup");
+        assert_eq!(last.lifecycle, "FAILED");
+        assert!(last.failure_message.is_some());
+        assert!(
+            events(&client, &namespace, "flaky")
+                .await
+                .iter()
+                .any(|r| r == "BackupFailed")
+        );
+
+        // A backup that takes longer than the interval: the next run waits for
+        // it (BackupInProgress) instead of stacking up, then goes through.
+        world.emulator.set_timing(fsx_emulator::Timing {
+            create_duration: Duration::from_hours(1),
+            copy_duration: Duration::ZERO,
+        });
+        world
+            .clock
+            .set_now(slot + SignedDuration::from_hours(1) - SignedDuration::from_secs(1));
+        world
+            .until("flaky", "second backup CREATING", |o| {
+                o.status
+                    .as_ref()
+                    .and_then(|s| s.targets[0].last_backup.as_ref())
+                    .is_some_and(|b| b.lifecycle == "CREATING")
+            })
+            .await;
+        world
+            .clock
+            .set_now(slot + SignedDuration::from_hours(2) - SignedDuration::from_secs(1));
+        world
+            .until("flaky", "Reconciling WaitingForPreviousBackup", |o| {
+                is(o, "Reconciling", "True", "WaitingForPreviousBackup")
+            })
+            .await;
+        let busy = world
+            .emulator
+            .requests()
+            .iter()
+            .filter(|r| r.outcome == "BackupInProgress")
+            .count();
+        assert!(busy >= 1);
+        let creating = world
+            .backups()
+            .into_iter()
+            .find(|b| b.lifecycle == fsx_emulator::BackupLifecycle::Creating)
+            .expect("creating");
+        world
+            .emulator
+            .set_lifecycle(
+                REGION,
+                &creating.id,
+                fsx_emulator::BackupLifecycle::Available,
+            )
+            .expect("finish it");
+        world
+            .until("flaky", "third run goes through", |o| {
+                is(o, "Ready", "True", "BackupCreated")
+            })
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
+    support::with_namespace("fbs-delete", |client, namespace| async move {
+        let world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        let foreign = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
+        let mut uids = Vec::new();
+        for (name, policy) in [("keep", "Retain"), ("drop", "Delete")] {
+            let created = world
+                .create(name, json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly", "deletionPolicy": policy}))
+                .await;
+            uids.push(created.uid().expect("uid"));
+            world.until(name, "scheduled", has_next_run).await;
+            let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": "now"}}});
+            world.api().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+            world.until(name, "manual backup AVAILABLE", |o| o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "AVAILABLE")).await;
+        }
+        for name in ["keep", "drop"] {
+            world.api().delete(name, &DeleteParams::default()).await.expect("delete");
+        }
+        let api = world.api();
+        eventually("both objects gone", WAIT, || {
+            let api = api.clone();
+            async move { (api.list(&ListParams::default()).await.ok()?.items.is_empty()).then_some(()) }
+        })
+        .await;
+        assert_eq!(world.owned_backups(&uids[0]).len(), 1, "Retain keeps the backup");
+        assert_eq!(world.owned_backups(&uids[1]).len(), 0, "Delete removes the object's own backup");
+        assert!(world.backups().iter().any(|b| b.id == foreign), "a backup nobody owns survives");
+    })
+    .await;
+}

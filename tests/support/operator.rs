@@ -1,0 +1,212 @@
+//! Runs the real operator binary against the shared control plane and an FSx
+//! emulator, with a test clock the test moves forward.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{control_plane, tools_bin};
+
+/// The test's clock: an offset in seconds from system time, read by the
+/// operator from a file (`--test-clock-offset-file`).
+pub struct TestClock {
+    path: PathBuf,
+    offset: std::sync::Mutex<f64>,
+}
+
+impl TestClock {
+    pub fn new(dir: &Path) -> Self {
+        let clock = Self {
+            path: dir.join("clock-offset"),
+            offset: std::sync::Mutex::new(0.0),
+        };
+        clock.set_offset(0.0);
+        clock
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the operator currently believes the time is.
+    pub fn now(&self) -> Timestamp {
+        let offset = *self.offset.lock().expect("offset");
+        Timestamp::now() + jiff::SignedDuration::from_secs_f64(offset)
+    }
+
+    pub fn set_offset(&self, seconds: f64) {
+        *self.offset.lock().expect("offset") = seconds;
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{seconds}")).expect("write clock offset");
+        std::fs::rename(&tmp, &self.path).expect("move clock offset into place");
+    }
+
+    /// Moves the operator's clock so that it reads `instant` now.
+    pub fn set_now(&self, instant: Timestamp) {
+        let offset = instant.duration_since(Timestamp::now()).as_secs_f64();
+        self.set_offset(offset);
+    }
+}
+
+/// A running operator process; killed (SIGKILL) on drop.
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+pub struct OperatorConfig<'a> {
+    pub namespace: &'a str,
+    pub fsx_endpoint: &'a str,
+    pub clock: &'a TestClock,
+}
+
+impl Operator {
+    pub fn start(config: &OperatorConfig<'_>) -> Self {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let log = config.clock.path().with_file_name(format!(
+            "operator-{}.log",
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_fsx-backup-operator"))
+            .args([
+                "run",
+                "--namespace",
+                config.namespace,
+                "--region",
+                "us-east-1",
+            ])
+            .args(["--fsx-endpoint-url", config.fsx_endpoint])
+            .args(["--poll-interval", "1s", "--retry-interval", "1s"])
+            .arg("--test-clock-offset-file")
+            .arg(config.clock.path())
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info,fsx_backup_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn the operator binary");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: no chance to write anything more.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fresh directory for one test's files.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fsxbo-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    dir
+}
+
+/// Applies `crds/` with the real kubectl, once per test binary.
+pub fn install_crds() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let output = kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/crds"),
+        ]);
+        assert!(
+            output.status.success(),
+            "kubectl apply -f crds/: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let output = kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/fsxbackupschedules.fsxbackup.io",
+            "crd/fsxbackupcopies.fsxbackup.io",
+        ]);
+        assert!(
+            output.status.success(),
+            "CRDs not established: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// Runs the real kubectl against the shared control plane.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    kubectl_with_input(args, None)
+}
+
+pub fn kubectl_with_input(args: &[&str], input: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+    let kubectl = KUBECTL.get_or_init(|| tools_bin().join("kubectl"));
+    let mut child = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&control_plane().kubeconfig)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
