@@ -608,3 +608,146 @@ async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn targets_are_resolved_each_run_and_a_missing_one_is_reported() {
+    support::with_namespace("fbs-targets", |client, namespace| async move {
+        let world = World::new(client, namespace.clone()).await;
+        let prod = |fs_type| {
+            world
+                .emulator
+                .seed_file_system(REGION, FileSystemSeed::new(fs_type).tag("env", "prod"))
+                .expect("seed")
+        };
+        let windows = prod(FileSystemType::Windows);
+        let lustre = prod(FileSystemType::Lustre);
+        let ontap = prod(FileSystemType::Ontap);
+        let dev = world
+            .emulator
+            .seed_file_system(REGION, FileSystemSeed::new(FileSystemType::Windows).tag("env", "dev"))
+            .expect("seed");
+        let volume = world
+            .emulator
+            .seed_volume(REGION, fsx_emulator::VolumeSeed::new(&ontap))
+            .expect("volume");
+        let by_tag = world
+            .create(
+                "by-tag",
+                json!({"target": {"fileSystemSelector": {"tags": {"env": "prod"}}}, "schedule": "0 * * * *"}),
+            )
+            .await;
+        let by_volume = world
+            .create(
+                "by-volume",
+                json!({"target": {"volumeIds": [volume, "fsvol-0000000000000dead"]}, "schedule": "0 * * * *"}),
+            )
+            .await;
+        for name in ["by-tag", "by-volume"] {
+            world.until(name, "scheduled", has_next_run).await;
+        }
+        // `kubectl wait` (the condition GitOps tools read) sees Ready on a healthy object and
+        // Ready=False on one with a target it cannot back up.
+        world
+            .create("by-id", json!({"target": {"fileSystemIds": [dev]}, "schedule": "@yearly"}))
+            .await;
+        // kubectl blocks: run it off this (single-threaded) runtime, which also serves the emulator.
+        let waits = tokio::task::spawn_blocking({
+            let namespace = namespace.clone();
+            move || {
+                [("by-id", "Ready"), ("by-tag", "Ready=false")].map(|(object, condition)| {
+                    let out = support::operator::kubectl(&[
+                        "wait",
+                        &format!("--for=condition={condition}"),
+                        "--timeout=30s",
+                        "-n",
+                        &namespace,
+                        &format!("fsxbackupschedule/{object}"),
+                    ]);
+                    (object, condition, out)
+                })
+            }
+        })
+        .await
+        .expect("kubectl");
+        for (object, condition, out) in waits {
+            assert!(
+                out.status.success(),
+                "kubectl wait {object} {condition}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                tail(&world.operator.logs())
+            );
+        }
+
+        let slot = world.next_hour();
+        world.clock.set_now(slot - SignedDuration::from_secs(1));
+        let object = world
+            .until("by-tag", "both prod file systems backed up", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    s.targets.iter().filter(|t| t.last_backup.as_ref().is_some_and(|b| b.lifecycle == "AVAILABLE")).count() == 2
+                })
+            })
+            .await;
+        let status = object.status.clone().expect("status");
+        let ids: Vec<&str> = status.targets.iter().map(|t| t.id.as_str()).collect();
+        assert!(ids.contains(&windows.as_str()) && ids.contains(&lustre.as_str()) && !ids.contains(&dev.as_str()), "{ids:?}");
+        let ontap_target = status.targets.iter().find(|t| t.id == ontap).expect("ONTAP reported");
+        assert!(ontap_target.message.as_deref().is_some_and(|m| m.contains("volumeIds")), "{ontap_target:?}");
+        assert!(ontap_target.last_backup.is_none());
+        assert!(is(&object, "Ready", "False", "TargetNotBackupable"), "{:?}", object.status);
+
+        let object = world
+            .until("by-volume", "volume backed up, missing volume reported", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    s.targets.iter().any(|t| t.id == volume && t.last_backup.as_ref().is_some_and(|b| b.lifecycle == "AVAILABLE"))
+                        && s.targets.iter().any(|t| t.id == "fsvol-0000000000000dead" && t.message.is_some())
+                })
+            })
+            .await;
+        assert!(is(&object, "Ready", "False", "TargetNotFound"), "{:?}", object.status);
+        assert_eq!(world.owned_backups(&by_volume.uid().expect("uid")).len(), 1);
+
+        // Next run: one prod file system is gone, a new one appeared.
+        world.emulator.remove_file_system(REGION, &lustre).expect("remove");
+        let added = prod(FileSystemType::OpenZfs);
+        world.clock.set_now(slot + SignedDuration::from_hours(1) - SignedDuration::from_secs(1));
+        let object = world
+            .until("by-tag", "new file system backed up", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    s.targets.iter().any(|t| t.id == added && t.last_backup.as_ref().is_some_and(|b| b.lifecycle == "AVAILABLE"))
+                        && s.targets.iter().filter(|t| t.last_backup.as_ref().is_some_and(|b| b.lifecycle == "AVAILABLE" && b.scheduled_time.as_ref().is_some_and(|at| at.0 > slot))).count() == 2
+                })
+            })
+            .await;
+        let status = object.status.expect("status");
+        let gone = status.targets.iter().find(|t| t.id == lustre).expect("the removed file system is still listed");
+        assert!(gone.message.as_deref().is_some_and(|m| m.contains("no longer")), "{gone:?}");
+        assert_eq!(world.owned_backups(&by_tag.uid().expect("uid")).len(), 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backup_past_its_timeout_counts_as_failed() {
+    support::with_namespace("fbs-timeout", |client, namespace| async move {
+        let world = World::new(client.clone(), namespace.clone()).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        world.emulator.set_timing(fsx_emulator::Timing { create_duration: Duration::from_hours(1), copy_duration: Duration::ZERO });
+        world
+            .create("slow", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 * * * *", "backupTimeout": "10m"}))
+            .await;
+        world.until("slow", "scheduled", has_next_run).await;
+        let slot = world.next_hour();
+        world.clock.set_now(slot - SignedDuration::from_secs(1));
+        world
+            .until("slow", "backup CREATING", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "CREATING")
+            })
+            .await;
+        world.clock.set_now(slot + SignedDuration::from_mins(11));
+        let object = world.until("slow", "Ready=False BackupFailed", |o| is(o, "Ready", "False", "BackupFailed")).await;
+        let last = object.status.expect("status").targets[0].last_backup.clone().expect("last");
+        assert!(last.failure_message.as_deref().is_some_and(|m| m.contains("backupTimeout 10m")), "{last:?}");
+        assert!(events(&client, &namespace, "slow").await.iter().any(|r| r == "BackupFailed"));
+    })
+    .await;
+}

@@ -146,6 +146,11 @@ impl Emulator {
         self.with_state(|s| s.seed_volume(region, seed, SystemTime::now()))
     }
 
+    /// Removes a file system of `region` and its volumes (its backups stay).
+    pub fn remove_file_system(&self, region: &str, id: &str) -> Result<(), ControlError> {
+        self.with_state(|s| s.remove_file_system(region, id))
+    }
+
     /// Adds a backup to `region`; returns its id.
     pub fn seed_backup(&self, region: &str, seed: BackupSeed) -> Result<String, ControlError> {
         let now = Instant::now();

@@ -296,6 +296,23 @@ impl State {
         self.regions.entry(region.to_owned()).or_default()
     }
 
+    /// Removes a file system and its volumes, as if it had been deleted;
+    /// its backups stay, as they do in FSx.
+    pub(crate) fn remove_file_system(
+        &mut self,
+        region: &str,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        let state = self.region_mut(region);
+        if state.file_systems.remove(id).is_none() {
+            return Err(ControlError::NotFound(id.to_owned()));
+        }
+        state
+            .volumes
+            .retain(|_, volume| volume.file_system_id != id);
+        Ok(())
+    }
+
     /// Settles every backup whose time is up.
     pub(crate) fn advance(&mut self, now: Instant) {
         for region in self.regions.values_mut() {

@@ -32,7 +32,7 @@ pub enum FsxError {
         message: String,
     },
     /// Retrying cannot help: the user must change the spec, IAM or AWS account.
-    #[error("{operation} in {region}: {code}: {message}. {}", reason.advice())]
+    #[error("{operation} in {region}: {code}: {}. {}", message.trim_end_matches('.'), reason.advice())]
     UserAction {
         operation: &'static str,
         region: String,

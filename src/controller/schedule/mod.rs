@@ -81,6 +81,7 @@ async fn reconcile<F: FsxApi>(
     ctx: Arc<Context<F>>,
 ) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
+    tracing::debug!(schedule = %object.name_any(), namespace = %namespace, "reconciling");
     let api: Api<FsxBackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
@@ -565,7 +566,13 @@ async fn settle<F: FsxApi>(
     };
     let lifecycle = Lifecycle::parse(&last.lifecycle);
     if lifecycle.in_progress() && last.failure_message.is_none() {
-        let started = last.creation_time.as_ref().map_or(now, |t| t.0);
+        // Measured from the run's own instant (operator clock), not FSx's creation time:
+        // a run-now or late run starts its timeout when the operator asked for it.
+        let started = last
+            .scheduled_time
+            .as_ref()
+            .or(last.creation_time.as_ref())
+            .map_or(now, |t| t.0);
         let timeout = SignedDuration::try_from(valid.backup_timeout).unwrap_or(SignedDuration::MAX);
         if now.duration_since(started) < timeout {
             return;
