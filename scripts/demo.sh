@@ -1,20 +1,113 @@
 #!/usr/bin/env bash
-# The demo: a local control plane (real etcd + kube-apiserver), the operator
-# against it, and sample resources. Stops everything it started on exit.
+# The demo: a local control plane (real etcd + kube-apiserver), the FSx
+# emulator, the operator against both, and a sample FsxBackupSchedule. The
+# operator's clock is fast-forwarded hour by hour (the test-only
+# --test-clock-offset-file flag), so a few minutes show an hourly schedule
+# making backups and retention pruning them. Stops everything it started on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$(scripts/install-tools.sh | tail -1)"
 export PATH="$BIN:$PATH"
-cargo build --quiet --locked --bin fsx-backup-operator
+echo "== building the operator and the FSx emulator"
+cargo build --quiet --locked --bin fsx-backup-operator -p fsx-backup-operator -p fsx-emulator
+TARGET="${CARGO_TARGET_DIR:-target}"
+RUNS="${DEMO_RUNS:-5}"
 
 STATE="$(mktemp -d /tmp/fsxbo-demo.XXXXXX)"
-trap 'scripts/control-plane.sh stop "$STATE/cp" >/dev/null 2>&1 || true; rm -rf "$STATE"' EXIT
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  scripts/control-plane.sh stop "$STATE/cp" >/dev/null 2>&1 || true
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
 export KUBECONFIG
 KUBECONFIG="$(scripts/control-plane.sh start "$STATE/cp")"
 
-echo "== control plane"
-kubectl get namespaces
+echo "== control plane up; installing the CRDs with kubectl"
+kubectl apply --server-side -f crds/
+kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+kubectl create namespace storage >/dev/null
+
+echo "== FSx emulator (backups take 2 s to become AVAILABLE)"
+"$TARGET/debug/fsx-emulator" --listen 127.0.0.1:0 --create-seconds 2 >"$STATE/emulator.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q '^listening on' "$STATE/emulator.log" && break; sleep 0.1; done
+FSX="$(sed -n 's/^listening on //p' "$STATE/emulator.log")"
+FS_ID="$(curl -sf -X POST "$FSX/_emulator/file-systems" \
+  -d '{"region":"us-east-1","seed":{"file_system_type":"WINDOWS","tags":[{"Key":"env","Value":"prod"}]}}' |
+  sed 's/.*"id":"\([^"]*\)".*/\1/')"
+# Someone's manual backup of the same file system: retention must never touch it.
+curl -sf -X POST "$FSX/_emulator/backups" \
+  -d "{\"region\":\"us-east-1\",\"seed\":{\"file_system_id\":\"$FS_ID\",\"backup_type\":\"USER_INITIATED\",\"lifecycle\":\"AVAILABLE\",\"creation_time\":1700000000}}" >/dev/null
+echo "   $FSX serves file system $FS_ID (env=prod) and one manual backup"
+
 echo "== operator"
-target/debug/fsx-backup-operator check
-echo "== not yet: the FsxBackupSchedule and FsxBackupCopy controllers arrive in later releases;"
-echo "   this demo will then create sample resources and show backups made, copied and pruned."
+echo 0 >"$STATE/clock-offset"
+AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+  "$TARGET/debug/fsx-backup-operator" run --region us-east-1 --fsx-endpoint-url "$FSX" \
+  --poll-interval 1s --test-clock-offset-file "$STATE/clock-offset" >"$STATE/operator.log" 2>&1 &
+PIDS+=($!)
+
+echo "== an hourly schedule of every env=prod file system, keeping the newest 3"
+kubectl apply -n storage -f - <<'EOF'
+apiVersion: fsxbackup.io/v1alpha1
+kind: FsxBackupSchedule
+metadata:
+  name: hourly
+spec:
+  target:
+    fileSystemSelector:
+      tags: {env: prod}
+  schedule: "0 * * * *"
+  timeZone: Europe/Berlin
+  startingDeadlineSeconds: 600
+  retention:
+    maxCount: 3
+    minAvailable: 1
+  tags: {team: storage}
+EOF
+kubectl wait -n storage --for=condition=Ready --timeout=60s fsxbackupschedule/hourly
+kubectl get -n storage fsxbackupschedules
+
+status() { kubectl get -n storage fsxbackupschedule/hourly -o jsonpath="$1"; }
+real_now() { date +%s; }
+start=$(real_now)
+first_slot=$(( (start / 3600 + 1) * 3600 ))
+for run in $(seq 0 $((RUNS - 1))); do
+  slot=$(( first_slot + run * 3600 ))
+  # The operator's clock jumps to 2 s before the run.
+  echo $(( slot - 2 - $(real_now) )) >"$STATE/clock-offset"
+  want="$(date -u -d "@$slot" +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "== run $((run + 1)) of $RUNS, scheduled for $want (operator clock fast-forwarded)"
+  for _ in $(seq 300); do
+    [[ "$(status '{.status.targets[0].lastBackup.scheduledTime} {.status.targets[0].lastBackup.lifecycle}')" == "$want AVAILABLE" ]] && break
+    sleep 0.2
+  done
+  sleep 1.5 # let retention act on the new backup
+  echo "   last backup: $(status '{.status.targets[0].lastBackup.id} {.status.targets[0].lastBackup.lifecycle}')"
+  echo "   kept (id expiresAt keptBy):"
+  status '{range .status.targets[0].managedBackups[*]}{"     "}{.id}{"  "}{.expiresAt}{"  "}{.keptBy}{"\n"}{end}'
+  echo "   conditions: $(status '{range .status.conditions[*]}{.type}={.status}({.reason}) {end}')"
+done
+
+echo
+echo "== events"
+kubectl get events -n storage --sort-by=.lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message --no-headers |
+  grep -E 'Backup(Created|Available|Pruned)' | tail -n 12
+echo
+echo "== what FSx holds for $FS_ID (from the emulator)"
+fsx_state="$(curl -sf "$FSX/_emulator/state")"
+sed 's/{"backup_type"/\n{"backup_type"/g' <<<"$fsx_state" | grep '^{"backup_type"' |
+  sed 's/^{"backup_type":"\([^"]*\)".*"id":"\(backup-[^"]*\)".*"lifecycle":"\([^"]*\)".*/   \2  \1  \3/' | sed 's/"owner_id.*//'
+echo "   deleted by retention: $(grep -o '"deleted_backup_ids":\[[^]]*\]' <<<"$fsx_state" | sed 's/.*\[//; s/\]//; s/"//g')"
+if grep -q '"creation_time":1700000000' <<<"$fsx_state"; then
+  echo "   the manual backup (USER_INITIATED, no ownership tags) is still there"
+else
+  echo "   ERROR: the manual backup is gone" >&2
+  exit 1
+fi
+echo
+echo "demo done: $RUNS hourly runs made $RUNS backups; retention kept the newest 3 and pruned the rest, and left the manual backup alone."

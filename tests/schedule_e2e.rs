@@ -319,6 +319,11 @@ async fn schedule_backs_up_reports_and_prunes_only_its_own() {
         );
         assert!(status.last_successful_time.is_some() && status.next_schedule_time.is_some());
         let reasons = events(&client, &namespace, "hourly").await;
+        let created_events = reasons.iter().filter(|r| *r == "BackupCreated").count();
+        assert_eq!(
+            created_events, 3,
+            "one event per backup, not folded: {reasons:?}"
+        );
         for reason in ["BackupCreated", "BackupAvailable", "BackupPruned"] {
             assert!(
                 reasons.iter().any(|r| r == reason),

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::clock::Clock;
@@ -44,7 +46,8 @@ impl Default for Settings {
 pub struct Context<F> {
     pub client: Client,
     pub fsx: F,
-    pub recorder: Recorder,
+    /// Who publishes events: `POD_NAME` in a cluster, the controller name otherwise.
+    reporting_instance: String,
     pub clock: Clock,
     pub settings: Settings,
     /// When each object last polled FSx for its backups in flight, so that
@@ -62,17 +65,11 @@ impl<F> std::fmt::Debug for Context<F> {
 
 impl<F> Context<F> {
     pub fn new(client: Client, fsx: F, clock: Clock, settings: Settings) -> Arc<Self> {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        );
+        let reporting_instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
         Arc::new(Self {
             client,
             fsx,
-            recorder,
+            reporting_instance,
             clock,
             settings,
             last_poll: Mutex::default(),
@@ -103,23 +100,40 @@ impl<F> Context<F> {
             .remove(key);
     }
 
-    /// Publishes an event; a failure to do so is logged, never fatal.
+    /// Publishes an `events.k8s.io/v1` Event; a failure to do so is logged, never fatal.
+    ///
+    /// Created directly rather than through kube's `Recorder`, which folds events with the
+    /// same reason into one series that keeps the first note: "backup B created" would be
+    /// hidden behind "backup A created". Reconcilers emit only on transitions, so each event
+    /// is worth its own object.
     async fn event<K>(&self, object: &K, warning: bool, reason: &str, action: &str, note: String)
     where
         K: Resource<DynamicType = ()>,
     {
+        let regarding = object.object_ref(&());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let now = jiff::Timestamp::now();
         let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", object.name_any(), now.as_nanosecond())),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
             },
-            reason: reason.into(),
+            event_time: Some(MicroTime(now)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(reason.into()),
+            action: Some(action.into()),
             note: Some(truncate(&note, 1000)),
-            action: action.into(),
-            secondary: None,
+            regarding: Some(regarding),
+            reporting_controller: Some(FIELD_MANAGER.into()),
+            reporting_instance: Some(self.reporting_instance.clone()),
+            ..Event::default()
         };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(err) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
         }
     }
