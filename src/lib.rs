@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod conditions;
 pub mod controller;
+pub mod copy_slots;
 pub mod crd;
 pub mod duration;
 pub mod fsx;

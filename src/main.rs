@@ -8,10 +8,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use fsx_backup_operator::clock::Clock;
 use fsx_backup_operator::controller::{self, Context, Settings};
-use fsx_backup_operator::crd::{FsxBackupSchedule, crd_files};
+use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule, crd_files};
 use fsx_backup_operator::duration::parse_duration;
 use fsx_backup_operator::fsx::{AwsFsx, AwsFsxConfig};
 use fsx_backup_operator::telemetry::{self, LogFormat};
+use futures::FutureExt;
 use kube::Api;
 
 #[derive(Parser, Debug)]
@@ -62,6 +63,10 @@ struct RunArgs {
     /// How soon a transient FSx failure is retried.
     #[arg(long, env = "FSXBO_RETRY_INTERVAL", default_value = "30s", value_parser = duration_arg)]
     retry_interval: Duration,
+    /// Copies in progress per destination Region, shared by all `FsxBackupCopy` objects
+    /// (FSx allows 5 per account unless raised).
+    #[arg(long, env = "FSXBO_COPY_SLOTS_PER_REGION", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    copy_slots_per_region: u32,
     /// Log format.
     #[arg(long, env = "FSXBO_LOG_FORMAT", value_enum, default_value_t = Format::Text)]
     log_format: Format,
@@ -169,14 +174,36 @@ async fn run(args: RunArgs) -> Result<(), String> {
         default_region,
         poll_interval: args.poll_interval,
         retry_interval: args.retry_interval,
+        copy_slots_per_region: args.copy_slots_per_region as usize,
     };
     tracing::info!(namespace = ?args.namespace, region = ?settings.default_region, "starting controllers");
     let ctx: Arc<Context<AwsFsx>> = Context::new(client.clone(), fsx, clock, settings);
-    let schedules: Api<FsxBackupSchedule> = match &args.namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
+    let (schedules, copies, followed): (
+        Api<FsxBackupSchedule>,
+        Api<FsxBackupCopy>,
+        Api<FsxBackupSchedule>,
+    ) = match &args.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client),
+        ),
     };
-    controller::schedule::run(schedules, ctx, clock_moved, shutdown_signal()).await;
+    let shutdown = shutdown_signal().shared();
+    tokio::join!(
+        controller::schedule::run(
+            schedules,
+            ctx.clone(),
+            clock_moved.clone(),
+            shutdown.clone()
+        ),
+        controller::copy::run(copies, followed, ctx, clock_moved, shutdown),
+    );
     tracing::info!("stopped");
     Ok(())
 }

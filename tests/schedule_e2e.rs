@@ -7,168 +7,16 @@ mod support;
 use std::time::Duration;
 
 use fsx_backup_operator::crd::FsxBackupSchedule;
-use fsx_emulator::{
-    BackupSeed, BackupSnapshot, BackupType, Emulator, FileSystemSeed, FileSystemType,
-    RunningEmulator,
-};
+use fsx_emulator::{BackupSeed, BackupType, FileSystemSeed, FileSystemType};
 use jiff::{SignedDuration, Timestamp, ToSpan};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
-use support::operator::{Operator, OperatorConfig, TestClock, eventually, install_crds, test_dir};
-
-const REGION: &str = "us-east-1";
-const WAIT: Duration = Duration::from_secs(30);
-
-struct World {
-    client: Client,
-    namespace: String,
-    emulator: Emulator,
-    running: RunningEmulator,
-    clock: TestClock,
-    operator: Operator,
-}
-
-impl World {
-    async fn new(client: Client, namespace: String) -> Self {
-        install_crds();
-        let emulator = Emulator::new();
-        let running = emulator.start().await.expect("emulator");
-        let clock = TestClock::new(&test_dir(&namespace));
-        let operator = Operator::start(&OperatorConfig {
-            namespace: &namespace,
-            fsx_endpoint: &running.endpoint,
-            clock: &clock,
-        });
-        Self {
-            client,
-            namespace,
-            emulator,
-            running,
-            clock,
-            operator,
-        }
-    }
-
-    fn restart_operator(&mut self) {
-        self.operator.kill();
-        self.operator = Operator::start(&OperatorConfig {
-            namespace: &self.namespace,
-            fsx_endpoint: &self.running.endpoint,
-            clock: &self.clock,
-        });
-    }
-
-    fn api(&self) -> Api<FsxBackupSchedule> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn file_system(&self, fs_type: FileSystemType) -> String {
-        self.emulator
-            .seed_file_system(REGION, FileSystemSeed::new(fs_type))
-            .expect("seed file system")
-    }
-
-    async fn create(&self, name: &str, spec: Value) -> FsxBackupSchedule {
-        let object: FsxBackupSchedule = serde_json::from_value(json!({
-            "apiVersion": "fsxbackup.io/v1alpha1",
-            "kind": "FsxBackupSchedule",
-            "metadata": {"name": name},
-            "spec": spec,
-        }))
-        .expect("valid object");
-        self.api()
-            .create(&PostParams::default(), &object)
-            .await
-            .expect("create schedule")
-    }
-
-    async fn get(&self, name: &str) -> FsxBackupSchedule {
-        self.api().get(name).await.expect("get schedule")
-    }
-
-    /// Waits until the schedule's status satisfies `check`, returning it.
-    async fn until(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&FsxBackupSchedule) -> bool,
-    ) -> FsxBackupSchedule {
-        let api = self.api();
-        let result = tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(object) = api.get(name).await
-                    && check(&object)
-                {
-                    return object;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        if let Ok(object) = result {
-            return object;
-        }
-        let last = api.get(name).await.ok().and_then(|o| o.status);
-        panic!(
-            "timed out waiting for {name}: {what}\nstatus: {last:#?}\noperator log:\n{}",
-            tail(&self.operator.logs())
-        )
-    }
-
-    fn backups(&self) -> Vec<BackupSnapshot> {
-        self.emulator
-            .state()
-            .regions
-            .get(REGION)
-            .map(|r| r.backups.clone())
-            .unwrap_or_default()
-    }
-
-    fn owned_backups(&self, uid: &str) -> Vec<BackupSnapshot> {
-        self.backups()
-            .into_iter()
-            .filter(|b| tag(b, "fsxbackup.io/owner-uid") == Some(uid))
-            .collect()
-    }
-
-    fn calls(&self, operation: &str) -> usize {
-        self.emulator
-            .requests()
-            .iter()
-            .filter(|r| r.operation == operation && r.outcome == "ok")
-            .count()
-    }
-
-    /// The next top of the hour after the operator's now.
-    fn next_hour(&self) -> Timestamp {
-        let now = self.clock.now();
-        let second = now.as_second();
-        Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid")
-    }
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-fn tag<'a>(backup: &'a BackupSnapshot, key: &str) -> Option<&'a str> {
-    backup
-        .tags
-        .iter()
-        .find(|t| t.key == key)
-        .map(|t| t.value.as_str())
-}
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+use support::operator::eventually;
+use support::world::{REGION, WAIT, World, condition_of, events, tag, tail};
 
 fn condition(object: &FsxBackupSchedule, type_: &str) -> Option<(String, String)> {
-    object
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+    condition_of(&object.status.as_ref()?.conditions, type_)
 }
 
 fn is(object: &FsxBackupSchedule, type_: &str, status: &str, reason: &str) -> bool {
@@ -180,16 +28,6 @@ fn has_next_run(object: &FsxBackupSchedule) -> bool {
         .status
         .as_ref()
         .is_some_and(|s| s.next_schedule_time.is_some())
-}
-
-async fn events(client: &Client, namespace: &str, name: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
-    let list = api.list(&ListParams::default()).await.expect("events");
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test]

@@ -166,6 +166,7 @@ async fn invalid_schedules_are_rejected_or_stalled_and_never_reach_fsx() {
             namespace: &namespace,
             fsx_endpoint: &running.endpoint,
             clock: &clock,
+            extra_args: &[],
         });
         let api: Api<FsxBackupSchedule> = Api::namespaced(client, &namespace);
 

@@ -1,5 +1,6 @@
 //! Reconcilers: fetch, decide (with the pure modules), apply. One file per kind.
 
+pub mod copy;
 pub mod schedule;
 
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How soon a transient failure (throttling, a busy target) is retried.
     pub retry_interval: Duration,
+    /// Copies in progress per destination Region, shared by all `FsxBackupCopy` objects.
+    pub copy_slots_per_region: usize,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             default_region: None,
             poll_interval: Duration::from_secs(30),
             retry_interval: Duration::from_secs(30),
+            copy_slots_per_region: 5,
         }
     }
 }
@@ -53,6 +57,8 @@ pub struct Context<F> {
     /// When each object last polled FSx for its backups in flight, so that
     /// reconciles triggered by our own status writes do not poll again.
     last_poll: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// `resourceVersion` of each object after our last status write or fresh read.
+    seen_versions: Mutex<HashMap<String, String>>,
 }
 
 impl<F> std::fmt::Debug for Context<F> {
@@ -73,6 +79,7 @@ impl<F> Context<F> {
             clock,
             settings,
             last_poll: Mutex::default(),
+            seen_versions: Mutex::default(),
         })
     }
 
@@ -91,6 +98,81 @@ impl<F> Context<F> {
             last.insert(key.to_owned(), now);
         }
         due
+    }
+
+    /// Read-your-writes: the object as of our last status write, or newer. A reconcile
+    /// can be triggered (requeue, a freed copy slot) before the watch delivers our own
+    /// write; acting on that stale copy would repeat calls already made.
+    async fn fresh<K>(&self, api: &Api<K>, object: Arc<K>) -> Result<Arc<K>, Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let key = versions_key(&*object);
+        let known = self
+            .seen_versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let Some(known) = known else {
+            return Ok(object);
+        };
+        if object.resource_version().as_deref() == Some(known.as_str()) {
+            return Ok(object);
+        }
+        let Some(latest) = api.get_opt(&object.name_any()).await? else {
+            return Ok(object);
+        };
+        self.saw_version(&latest);
+        Ok(Arc::new(latest))
+    }
+
+    /// Applies `status` with server-side apply, only when it differs from `previous`
+    /// (no writes, and so no GitOps diffs, when nothing changed).
+    async fn write_status<K, S>(
+        &self,
+        api: &Api<K>,
+        object: &K,
+        previous: Option<&S>,
+        status: &S,
+    ) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: serde::Serialize + PartialEq,
+    {
+        if previous == Some(status) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let written = api
+            .patch_status(
+                &object.name_any(),
+                &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+                &kube::api::Patch::Apply(&patch),
+            )
+            .await?;
+        self.saw_version(&written);
+        Ok(())
+    }
+
+    fn saw_version<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if let Some(version) = object.resource_version() {
+            self.seen_versions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(versions_key(object), version);
+        }
+    }
+
+    fn forget_versions<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        self.seen_versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&versions_key(object));
     }
 
     fn forget(&self, key: &str) {
@@ -137,6 +219,33 @@ impl<F> Context<F> {
             tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
         }
     }
+}
+
+fn versions_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// The reconciler's own error out of kube's finalizer wrapper.
+fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
+    match err {
+        kube::runtime::finalizer::Error::ApplyFailed(err)
+        | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
+        other => Error::Finalizer(other.to_string()),
+    }
+}
+
+/// A stream that yields each time the watched value changes (the test clock moved).
+fn changes(
+    rx: tokio::sync::watch::Receiver<()>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
 }
 
 /// Why a reconcile failed; the controller retries with backoff.

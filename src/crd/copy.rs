@@ -106,6 +106,16 @@ pub struct FsxBackupCopyStatus {
     /// When the latest copy completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_copy_time: Option<Time>,
+    /// Follow mode: every source backup created up to this instant is settled
+    /// (copied, failed or gone), so older ones are never looked at again, even
+    /// after their copies have been pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_through: Option<Time>,
+    /// File systems and volumes whose backups are copied: where the copies are
+    /// looked up in the destination for retention and deletion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub source_targets: Vec<String>,
 }
 
 /// One copy.
@@ -117,14 +127,24 @@ pub struct CopyStatus {
     /// The copy in the destination Region, once FSx accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_backup_id: Option<String>,
-    /// Lifecycle of the copy (`Queued` before FSx accepted it).
+    /// Lifecycle of the copy as FSx reports it, or before FSx accepted it:
+    /// `WaitingForSource`, `Queued` (for a copy slot), `Blocked` (needs a spec fix).
     pub lifecycle: String,
+    /// Progress of the copy, as FSx reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<i32>,
+    /// When the source backup was created (orders the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_creation_time: Option<Time>,
     /// When `CopyBackup` was accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     /// When the copy became AVAILABLE or FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Why the copy is blocked or failed (a condition reason such as `InvalidKmsKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What went wrong or what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test binary uses its own subset of the helpers
 
 pub mod operator;
+pub mod world;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

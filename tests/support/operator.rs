@@ -63,6 +63,8 @@ pub struct OperatorConfig<'a> {
     pub namespace: &'a str,
     pub fsx_endpoint: &'a str,
     pub clock: &'a TestClock,
+    /// More flags for `run`.
+    pub extra_args: &'a [String],
 }
 
 impl Operator {
@@ -85,6 +87,7 @@ impl Operator {
             .args(["--poll-interval", "1s", "--retry-interval", "1s"])
             .arg("--test-clock-offset-file")
             .arg(config.clock.path())
+            .args(config.extra_args)
             .env("KUBECONFIG", &control_plane().kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")

@@ -13,13 +13,13 @@ use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
-use super::{Context, Error, FIELD_MANAGER, FINALIZER, RUN_NOW_ANNOTATION};
+use super::{Context, Error, FINALIZER, RUN_NOW_ANNOTATION};
 use crate::conditions::Health;
 use crate::crd::common::{BackupRef, DeletionPolicy};
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus, LastBackup, TargetStatus};
@@ -30,7 +30,8 @@ use crate::naming::{NameContext, render_backup_name, run_now_token, scheduled_ba
 use crate::ownership::{NAME_KEY, SCHEDULED_TIME_KEY, is_owned_by, ownership_tags};
 use crate::retention::{self, Verdict};
 use crate::schedule::due;
-use valid::{Targets, ValidSchedule, validate};
+use valid::Targets;
+pub(crate) use valid::{ValidSchedule, user_tags, validate};
 
 const KIND: &str = "FsxBackupSchedule";
 /// Managed backups listed per target in status; the count is always exact.
@@ -48,7 +49,7 @@ pub async fn run<F: FsxApi>(
     let mut controller = Controller::new(api, watcher::Config::default().any_semantic())
         .graceful_shutdown_on(shutdown);
     if let Some(rx) = clock_moved {
-        controller = controller.reconcile_all_on(tokio_stream_of(rx));
+        controller = controller.reconcile_all_on(super::changes(rx));
     }
     controller
         .run(reconcile, error_policy, ctx)
@@ -58,12 +59,6 @@ pub async fn run<F: FsxApi>(
             }
         })
         .await;
-}
-
-fn tokio_stream_of(rx: watch::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
-    })
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects
@@ -83,6 +78,7 @@ async fn reconcile<F: FsxApi>(
     let namespace = object.namespace().unwrap_or_default();
     tracing::debug!(schedule = %object.name_any(), namespace = %namespace, "reconciling");
     let api: Api<FsxBackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
+    let object = ctx.fresh(&api, object).await?;
     finalizer(&api, FINALIZER, object, |event| async {
         match event {
             Finalizer::Apply(object) => apply(&api, &object, &ctx).await,
@@ -90,11 +86,7 @@ async fn reconcile<F: FsxApi>(
         }
     })
     .await
-    .map_err(|err| match err {
-        kube::runtime::finalizer::Error::ApplyFailed(err)
-        | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(super::from_finalizer)
 }
 
 /// A change of one target made during this reconcile, remembered for events and health.
@@ -129,7 +121,7 @@ async fn apply<F: FsxApi>(
             let health = Health::stalled("InvalidSpec", message);
             status.conditions = health.conditions(&previous.conditions, generation, now);
             status.observed_generation = generation;
-            write_status(api, object, &previous, status).await?;
+            write_status(ctx, api, object, &previous, status).await?;
             // Nothing to do until the spec changes (a spec change triggers a reconcile).
             return Ok(Action::await_change());
         }
@@ -373,7 +365,7 @@ async fn apply<F: FsxApi>(
     let health = health(&valid, &status, &outcome);
     status.observed_generation = generation;
     status.conditions = health.conditions(&previous.conditions, generation, now);
-    write_status(api, object, &previous, status.clone()).await?;
+    write_status(ctx, api, object, &previous, status.clone()).await?;
     Ok(Action::requeue(next_wake(
         &valid, &status, &outcome, ctx, now,
     )))
@@ -810,7 +802,7 @@ async fn finish_with_fsx_error<F: FsxApi>(
     };
     status.observed_generation = object.metadata.generation;
     status.conditions = health.conditions(&previous.conditions, object.metadata.generation, now);
-    write_status(api, object, previous, status).await?;
+    write_status(ctx, api, object, previous, status).await?;
     Ok(Action::requeue(ctx.settings.retry_interval))
 }
 
@@ -944,28 +936,15 @@ fn next_wake<F>(
     wake.max(Duration::from_millis(100))
 }
 
-/// Applies the status with server-side apply, only when it differs.
-async fn write_status(
+async fn write_status<F>(
+    ctx: &Context<F>,
     api: &Api<FsxBackupSchedule>,
     object: &FsxBackupSchedule,
     previous: &FsxBackupScheduleStatus,
     status: FsxBackupScheduleStatus,
 ) -> Result<(), Error> {
-    if *previous == status && object.status.is_some() {
-        return Ok(());
-    }
-    let patch = serde_json::json!({
-        "apiVersion": "fsxbackup.io/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let previous = object.status.as_ref().map(|_| previous);
+    ctx.write_status(api, object, previous, &status).await
 }
 
 /// Deletion: under `Delete`, removes every backup this object owns (waiting
@@ -973,6 +952,7 @@ async fn write_status(
 async fn cleanup<F: FsxApi>(object: &FsxBackupSchedule, ctx: &Context<F>) -> Result<Action, Error> {
     let key = object_key(object);
     ctx.forget(&key);
+    ctx.forget_versions(object);
     let policy = object.spec.deletion_policy.unwrap_or_default();
     if policy == DeletionPolicy::Retain {
         ctx.event(

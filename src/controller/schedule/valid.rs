@@ -87,19 +87,7 @@ pub fn validate(
         None => keep_everything(),
     };
     let targets = targets(object)?;
-    let tags = spec.tags.clone().unwrap_or_default();
-    if tags.len() > MAX_USER_TAGS {
-        return Err(format!(
-            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets 5)",
-            tags.len()
-        ));
-    }
-    if let Some(key) = tags
-        .keys()
-        .find(|k| RESERVED_KEYS.contains(&k.as_str()) || k.starts_with("aws:"))
-    {
-        return Err(format!("spec.tags: `{key}` is reserved"));
-    }
+    let tags = user_tags(spec.tags.as_ref())?;
     let name_template = spec
         .backup_name
         .clone()
@@ -135,6 +123,27 @@ pub fn validate(
         deletion_policy: spec.deletion_policy.unwrap_or_default(),
         schedule_key,
     })
+}
+
+/// `spec.tags`, checked for what the schema cannot: the total with the operator's own
+/// tags, and keys the operator reserves.
+pub fn user_tags(
+    tags: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let tags = tags.cloned().unwrap_or_default();
+    if tags.len() > MAX_USER_TAGS {
+        return Err(format!(
+            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets 5)",
+            tags.len()
+        ));
+    }
+    if let Some(key) = tags
+        .keys()
+        .find(|k| RESERVED_KEYS.contains(&k.as_str()) || k.starts_with("aws:"))
+    {
+        return Err(format!("spec.tags: `{key}` is reserved"));
+    }
+    Ok(tags)
 }
 
 fn parse_field(field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
