@@ -2,8 +2,9 @@
 # The demo: a local control plane (real etcd + kube-apiserver), the FSx
 # emulator, the operator against both, and a sample FsxBackupSchedule. The
 # operator's clock is fast-forwarded hour by hour (the test-only
-# --test-clock-offset-file flag), so a few minutes show an hourly schedule
-# making backups and retention pruning them. Stops everything it started on exit.
+# --test-clock-offset-file flag), so about a minute shows an hourly schedule
+# making backups, a copy object copying them to another Region, and retention
+# pruning both. Stops everything it started on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$(scripts/install-tools.sh | tail -1)"
@@ -30,8 +31,8 @@ kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
 kubectl create namespace storage >/dev/null
 
-echo "== FSx emulator (backups take 2 s to become AVAILABLE)"
-"$TARGET/debug/fsx-emulator" --listen 127.0.0.1:0 --create-seconds 2 >"$STATE/emulator.log" 2>&1 &
+echo "== FSx emulator (backups take 2 s to become AVAILABLE, copies 2 s)"
+"$TARGET/debug/fsx-emulator" --listen 127.0.0.1:0 --create-seconds 2 --copy-seconds 2 >"$STATE/emulator.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q '^listening on' "$STATE/emulator.log" && break; sleep 0.1; done
 FSX="$(sed -n 's/^listening on //p' "$STATE/emulator.log")"
@@ -71,6 +72,23 @@ EOF
 kubectl wait -n storage --for=condition=Ready --timeout=60s fsxbackupschedule/hourly
 kubectl get -n storage fsxbackupschedules
 
+echo "== and a copy of every backup it makes to us-west-2, keeping the newest 2 copies there"
+kubectl apply -n storage -f - <<'EOF'
+apiVersion: fsxbackup.io/v1alpha1
+kind: FsxBackupCopy
+metadata:
+  name: dr
+spec:
+  source:
+    scheduleRef: {name: hourly}
+  destinationRegion: us-west-2
+  copyTags: true
+  tags: {purpose: dr}
+  retention:
+    maxCount: 2
+    minAvailable: 1
+EOF
+
 status() { kubectl get -n storage fsxbackupschedule/hourly -o jsonpath="$1"; }
 real_now() { date +%s; }
 start=$(real_now)
@@ -86,23 +104,37 @@ for run in $(seq 0 $((RUNS - 1))); do
     [[ "$(status '{.status.targets[0].lastBackup.scheduledTime} {.status.targets[0].lastBackup.lifecycle}')" == "$want AVAILABLE" ]] && break
     sleep 0.2
   done
-  sleep 1.5 # let retention act on the new backup
-  echo "   last backup: $(status '{.status.targets[0].lastBackup.id} {.status.targets[0].lastBackup.lifecycle}')"
-  echo "   kept (id expiresAt keptBy):"
+  last="$(status '{.status.targets[0].lastBackup.id}')"
+  for _ in $(seq 300); do
+    copied="$(kubectl get -n storage fsxbackupcopy/dr -o jsonpath="{.status.copies[?(@.sourceBackupId==\"$last\")].lifecycle}")"
+    [[ "$copied" == AVAILABLE ]] && break
+    sleep 0.2
+  done
+  sleep 1.5 # let retention act on the new backup and copy
+  echo "   last backup: $last AVAILABLE"
+  echo "   kept by the schedule (id expiresAt keptBy):"
   status '{range .status.targets[0].managedBackups[*]}{"     "}{.id}{"  "}{.expiresAt}{"  "}{.keptBy}{"\n"}{end}'
-  echo "   conditions: $(status '{range .status.conditions[*]}{.type}={.status}({.reason}) {end}')"
+  echo "   schedule conditions: $(status '{range .status.conditions[*]}{.type}={.status}({.reason}) {end}')"
+  echo "   copies to us-west-2 (source -> copy, lifecycle):"
+  kubectl get -n storage fsxbackupcopy/dr -o jsonpath='{range .status.copies[*]}{"     "}{.sourceBackupId}{" -> "}{.destinationBackupId}{"  "}{.lifecycle}{"\n"}{end}'
 done
+echo
+kubectl get -n storage fsxbackupschedules,fsxbackupcopies
 
 echo
 echo "== events"
-kubectl get events -n storage --sort-by=.lastTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message --no-headers |
-  grep -E 'Backup(Created|Available|Pruned)' | tail -n 12
+kubectl get events -n storage --sort-by=.eventTime -o custom-columns=REASON:.reason,MESSAGE:.message --no-headers |
+  grep -E 'Backup(Created|Available|Pruned)|Copy(Started|Completed|Pruned)' | tail -n 16
 echo
-echo "== what FSx holds for $FS_ID (from the emulator)"
+echo "== what FSx holds (from the emulator)"
 fsx_state="$(curl -sf "$FSX/_emulator/state")"
-sed 's/{"backup_type"/\n{"backup_type"/g' <<<"$fsx_state" | grep '^{"backup_type"' |
-  sed 's/^{"backup_type":"\([^"]*\)".*"id":"\(backup-[^"]*\)".*"lifecycle":"\([^"]*\)".*/   \2  \1  \3/' | sed 's/"owner_id.*//'
-echo "   deleted by retention: $(grep -o '"deleted_backup_ids":\[[^]]*\]' <<<"$fsx_state" | sed 's/.*\[//; s/\]//; s/"//g')"
+for region in us-east-1 us-west-2; do
+  region_state="$(sed "s/.*\"$region\":{\"backups\"/{\"backups\"/" <<<"$fsx_state" | sed 's/"max_copies_in_progress".*//')"
+  echo "   $region:"
+  sed 's/{"backup_type"/\n{"backup_type"/g' <<<"$region_state" | grep '^{"backup_type"' |
+    sed 's/^{"backup_type":"\([^"]*\)".*"id":"\(backup-[^"]*\)".*"lifecycle":"\([^"]*\)".*/     \2  \1  \3/' | sed 's/"owner_id.*//'
+  echo "     deleted by retention: $(grep -o '"deleted_backup_ids":\[[^]]*\]' <<<"$region_state" | head -1 | sed 's/.*\[//; s/\]//; s/"//g')"
+done
 if grep -q '"creation_time":1700000000' <<<"$fsx_state"; then
   echo "   the manual backup (USER_INITIATED, no ownership tags) is still there"
 else
@@ -110,4 +142,5 @@ else
   exit 1
 fi
 echo
-echo "demo done: $RUNS hourly runs made $RUNS backups; retention kept the newest 3 and pruned the rest, and left the manual backup alone."
+echo "demo done: $RUNS hourly runs made $RUNS backups and copied each to us-west-2; retention keeps"
+echo "the newest 3 backups and the newest 2 copies, prunes the rest, and never touches the manual backup."
