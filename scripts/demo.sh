@@ -48,7 +48,7 @@ echo "== operator"
 echo 0 >"$STATE/clock-offset"
 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   "$TARGET/debug/fsx-backup-operator" run --region us-east-1 --fsx-endpoint-url "$FSX" \
-  --poll-interval 1s --test-clock-offset-file "$STATE/clock-offset" >"$STATE/operator.log" 2>&1 &
+  --poll-interval 1s --metrics-address 127.0.0.1:0 --test-clock-offset-file "$STATE/clock-offset" >"$STATE/operator.log" 2>&1 &
 PIDS+=($!)
 
 echo "== an hourly schedule of every env=prod file system, keeping the newest 3"

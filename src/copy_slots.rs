@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Identifies a copy object (`namespace/name`) to the queue.
 pub type ObjectKey = String;
@@ -19,6 +20,17 @@ struct RegionSlots {
     in_flight: BTreeMap<ObjectKey, BTreeSet<String>>,
     /// Objects with copies waiting for a slot.
     waiting: BTreeSet<ObjectKey>,
+    /// Copies each object has queued, and since when it has had any.
+    queued: BTreeMap<ObjectKey, (usize, Instant)>,
+}
+
+/// Queue figures of one destination Region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    pub in_flight: usize,
+    pub queued: usize,
+    /// How long the longest-waiting object has had copies queued.
+    pub oldest_wait: Duration,
 }
 
 impl RegionSlots {
@@ -127,6 +139,45 @@ impl CopySlots {
         });
     }
 
+    /// How many copies `object` has waiting for a slot in `region` now.
+    pub fn report_queue(&self, region: &str, object: &str, count: usize) {
+        self.with_region(region, |slots| {
+            if count == 0 {
+                slots.queued.remove(object);
+            } else {
+                let since = slots
+                    .queued
+                    .get(object)
+                    .map_or_else(Instant::now, |(_, since)| *since);
+                slots.queued.insert(object.to_owned(), (count, since));
+            }
+        });
+    }
+
+    /// Per destination Region: copies in flight, queued, and the oldest wait.
+    pub fn queue_stats(&self) -> BTreeMap<String, QueueStats> {
+        let regions = self
+            .regions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        regions
+            .iter()
+            .map(|(region, slots)| {
+                let stats = QueueStats {
+                    in_flight: slots.total(),
+                    queued: slots.queued.values().map(|(n, _)| n).sum(),
+                    oldest_wait: slots
+                        .queued
+                        .values()
+                        .map(|(_, since)| since.elapsed())
+                        .max()
+                        .unwrap_or_default(),
+                };
+                (region.clone(), stats)
+            })
+            .collect()
+    }
+
     /// Forgets `object` everywhere (deleted); returns the objects to wake.
     pub fn forget(&self, object: &str) -> Vec<ObjectKey> {
         let mut regions = self
@@ -136,6 +187,7 @@ impl CopySlots {
         let mut wake = BTreeSet::new();
         for slots in regions.values_mut() {
             slots.waiting.remove(object);
+            slots.queued.remove(object);
             if slots.in_flight.remove(object).is_some() {
                 wake.extend(slots.waiting.iter().cloned());
             }
@@ -232,6 +284,20 @@ mod tests {
             last_small < 20,
             "small finished at position {last_small}: {order:?}"
         );
+    }
+
+    #[test]
+    fn queue_figures_add_up_per_region() {
+        let slots = CopySlots::new(2);
+        assert!(slots.try_acquire("r", "a", "x"));
+        slots.report_queue("r", "a", 3);
+        slots.report_queue("r", "b", 2);
+        let stats = slots.queue_stats()["r"];
+        assert_eq!((stats.in_flight, stats.queued), (1, 5));
+        slots.report_queue("r", "a", 0);
+        slots.forget("b");
+        assert_eq!(slots.queue_stats()["r"].queued, 0);
+        assert_eq!(slots.queue_stats()["r"].oldest_wait, Duration::ZERO);
     }
 
     #[test]

@@ -13,7 +13,10 @@ use kube::api::{Api, PostParams};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::clock::Clock;
+use crate::crd::common::Notifications;
 use crate::fsx::FsxError;
+use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
+use crate::notify::{Notification, Notifier};
 
 /// The name the operator applies status with and reports events as.
 pub const FIELD_MANAGER: &str = "fsx-backup-operator";
@@ -54,6 +57,9 @@ pub struct Context<F> {
     reporting_instance: String,
     pub clock: Clock,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// `None` when notifications are off (tests without SNS).
+    pub notifier: Option<Notifier>,
     /// When each object last polled FSx for its backups in flight, so that
     /// reconciles triggered by our own status writes do not poll again.
     last_poll: Mutex<HashMap<String, jiff::Timestamp>>,
@@ -70,7 +76,14 @@ impl<F> std::fmt::Debug for Context<F> {
 }
 
 impl<F> Context<F> {
-    pub fn new(client: Client, fsx: F, clock: Clock, settings: Settings) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        fsx: F,
+        clock: Clock,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        notifier: Option<Notifier>,
+    ) -> Arc<Self> {
         let reporting_instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
         Arc::new(Self {
             client,
@@ -78,6 +91,8 @@ impl<F> Context<F> {
             reporting_instance,
             clock,
             settings,
+            metrics,
+            notifier,
             last_poll: Mutex::default(),
             seen_versions: Mutex::default(),
         })
@@ -175,6 +190,24 @@ impl<F> Context<F> {
             .remove(&versions_key(object));
     }
 
+    /// Publishes `notification` to the object's SNS topic: failures always, successes
+    /// only with `onSuccess`. Runs in the background; never fails the reconcile.
+    fn notify(&self, spec: Option<&Notifications>, notification: Notification) {
+        let Some(spec) = spec else { return };
+        let Some(topic) = spec.sns_topic_arn.clone() else {
+            return;
+        };
+        if notification.outcome == SUCCEEDED && !spec.on_success.unwrap_or(false) {
+            return;
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.send(Notification {
+                topic_arn: topic,
+                ..notification
+            });
+        }
+    }
+
     fn forget(&self, key: &str) {
         self.last_poll
             .lock()
@@ -230,6 +263,35 @@ fn versions_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     )
 }
 
+/// `Notification::outcome` of a success; anything else is a failure.
+const SUCCEEDED: &str = "Succeeded";
+const FAILED: &str = "Failed";
+
+/// Records a reconcile's duration and, when it failed, its error kind.
+fn observe_reconcile<T>(
+    metrics: &Metrics,
+    controller: &str,
+    started: std::time::Instant,
+    result: &Result<T, Error>,
+) {
+    let labels = ControllerLabels {
+        controller: controller.to_owned(),
+    };
+    metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(err) = result {
+        metrics
+            .reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_owned(),
+                kind: err.kind().to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// The reconciler's own error out of kube's finalizer wrapper.
 fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
     match err {
@@ -237,6 +299,21 @@ fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
         | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
         other => Error::Finalizer(other.to_string()),
     }
+}
+
+/// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
+fn count_when_synced<K>(
+    store: kube::runtime::reflector::Store<K>,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
+) where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+{
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
 }
 
 /// A stream that yields each time the watched value changes (the test clock moved).

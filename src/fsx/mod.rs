@@ -6,6 +6,7 @@
 
 mod aws;
 mod error;
+mod metered;
 mod rate_limit;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use jiff::Timestamp;
 
 pub use aws::{AwsFsx, AwsFsxConfig};
 pub use error::{FsxError, UserActionReason};
+pub use metered::MeteredFsx;
 pub use rate_limit::TokenBucket;
 
 /// What a backup is taken of. ONTAP is backed up per volume; the other types

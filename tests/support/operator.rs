@@ -85,6 +85,7 @@ impl Operator {
             ])
             .args(["--fsx-endpoint-url", config.fsx_endpoint])
             .args(["--poll-interval", "1s", "--retry-interval", "1s"])
+            .args(["--metrics-address", "127.0.0.1:0"])
             .arg("--test-clock-offset-file")
             .arg(config.clock.path())
             .args(config.extra_args)

@@ -27,7 +27,9 @@ use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{CopyStatus, FsxBackupCopy, FsxBackupCopyStatus};
 use crate::crd::schedule::FsxBackupSchedule;
 use crate::fsx::{Backup, BackupTarget, CopyBackupRequest, FsxApi, FsxError, Lifecycle};
+use crate::metrics::{CopyLabels, Metrics};
 use crate::naming::copy_token;
+use crate::notify::Notification;
 use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, is_owned_by, ownership_tags};
 use crate::retention::{self, Verdict};
 use valid::{Source, ValidCopy, validate};
@@ -43,12 +45,49 @@ const WAITING_FOR_SOURCE: &str = "WaitingForSource";
 /// The copy cannot be made until the spec changes (bad KMS key, unsupported, …).
 const BLOCKED: &str = "Blocked";
 
-/// State the copy controller keeps besides the shared [`Context`].
+/// Sends an object to its controller for a reconcile.
+type Waker = mpsc::UnboundedSender<ObjectRef<FsxBackupCopy>>;
+
+/// What every copy controller of the process shares: the copy slots, and how to
+/// wake an object (whichever namespace's controller owns it) when a slot frees.
+#[derive(Debug)]
+pub struct CopyShared {
+    slots: CopySlots,
+    /// Per controller: the namespace it watches (`None`: all) and its wake-up channel.
+    wakers: Mutex<Vec<(Option<String>, Waker)>>,
+}
+
+impl CopyShared {
+    pub fn new(slots_per_region: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: CopySlots::new(slots_per_region),
+            wakers: Mutex::default(),
+        })
+    }
+
+    fn wake_all(&self, keys: Vec<String>) {
+        let wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in keys {
+            let Some((namespace, name)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some((_, sender)) = wakers
+                .iter()
+                .find(|(watched, _)| watched.as_deref().is_none_or(|w| w == namespace))
+            {
+                let _ = sender.send(ObjectRef::new(name).within(namespace));
+            }
+        }
+    }
+}
+
+/// State one copy controller keeps besides the shared [`Context`].
 pub struct CopyContext<F> {
     pub base: Arc<Context<F>>,
-    slots: CopySlots,
-    /// Reconciles objects woken by a freed copy slot.
-    wake: mpsc::UnboundedSender<ObjectRef<FsxBackupCopy>>,
+    shared: Arc<CopyShared>,
     /// Per object: the followed schedule's `resourceVersion` at the last scan of its
     /// backups, so unchanged schedules are not listed again on every poll.
     scanned: Mutex<HashMap<String, String>>,
@@ -59,18 +98,34 @@ pub struct CopyContext<F> {
 impl<F> std::fmt::Debug for CopyContext<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CopyContext")
-            .field("slots", &self.slots)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
 
 impl<F> CopyContext<F> {
-    fn wake_all(&self, keys: Vec<String>) {
-        for key in keys {
-            if let Some((namespace, name)) = key.split_once('/') {
-                let _ = self.wake.send(ObjectRef::new(name).within(namespace));
-            }
+    /// Copies in progress, queued, and the oldest wait, per destination Region.
+    fn export_queue_metrics(&self) {
+        let metrics = &self.base.metrics;
+        for (region, stats) in self.shared.slots.queue_stats() {
+            let labels = Metrics::region(&region);
+            metrics
+                .copies_in_progress
+                .get_or_create(&labels)
+                .set(i64::try_from(stats.in_flight).unwrap_or(i64::MAX));
+            metrics
+                .copy_queue_length
+                .get_or_create(&labels)
+                .set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
+            metrics
+                .copies_queued_oldest
+                .get_or_create(&labels)
+                .set(stats.oldest_wait.as_secs_f64());
         }
+    }
+
+    fn wake_all(&self, keys: Vec<String>) {
+        self.shared.wake_all(keys);
     }
 
     fn scanned_version(&self, key: &str) -> Option<String> {
@@ -112,24 +167,33 @@ impl<F> CopyContext<F> {
     }
 }
 
-/// Runs the copy controller until `shutdown` fires.
+/// Runs the copy controller for `namespace` (`None`: all) until `shutdown` fires.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<F: FsxApi>(
     copies: Api<FsxBackupCopy>,
     schedules: Api<FsxBackupSchedule>,
+    namespace: Option<String>,
     base: Arc<Context<F>>,
+    shared: Arc<CopyShared>,
     clock_moved: Option<watch::Receiver<()>>,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (wake, woken) = mpsc::unbounded_channel();
+    shared
+        .wakers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((namespace, wake));
     let ctx = Arc::new(CopyContext {
-        slots: CopySlots::new(base.settings.copy_slots_per_region),
         base,
-        wake,
+        shared,
         scanned: Mutex::default(),
         expiries: Mutex::default(),
     });
     let controller = Controller::new(copies, watcher::Config::default().any_semantic());
     let store = controller.store();
+    super::count_when_synced(store.clone(), synced);
     // A schedule's status changes when it makes a backup: reconcile the copies following it.
     let mut controller = controller
         .watches(
@@ -188,15 +252,47 @@ async fn reconcile<F: FsxApi>(
     let namespace = object.namespace().unwrap_or_default();
     tracing::debug!(copy = %object.name_any(), namespace = %namespace, "reconciling");
     let api: Api<FsxBackupCopy> = Api::namespaced(ctx.base.client.clone(), &namespace);
+    let started = std::time::Instant::now();
     let object = ctx.base.fresh(&api, object).await?;
-    finalizer(&api, FINALIZER, object, |event| async {
+    let result = finalizer(&api, FINALIZER, object, |event| async {
         match event {
             Finalizer::Apply(object) => apply(&api, &object, &ctx).await,
             Finalizer::Cleanup(object) => cleanup(&object, &ctx).await,
         }
     })
     .await
-    .map_err(super::from_finalizer)
+    .map_err(super::from_finalizer);
+    super::observe_reconcile(&ctx.base.metrics, "copy", started, &result);
+    ctx.export_queue_metrics();
+    result
+}
+
+fn labels(object: &FsxBackupCopy) -> CopyLabels {
+    Metrics::copy(&object.namespace().unwrap_or_default(), &object.name_any())
+}
+
+/// Sends an SNS notification about copying `source` if the object asks for them.
+fn notify<F>(
+    ctx: &Context<F>,
+    object: &FsxBackupCopy,
+    outcome: &'static str,
+    source: &str,
+    copy_id: Option<&str>,
+    detail: String,
+) {
+    ctx.notify(
+        object.spec.notifications.as_ref(),
+        Notification {
+            topic_arn: String::new(),
+            outcome,
+            kind: KIND,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            target: source.to_owned(),
+            backup_id: copy_id.map(str::to_owned),
+            detail,
+        },
+    );
 }
 
 fn object_key(object: &FsxBackupCopy) -> String {
@@ -335,7 +431,8 @@ async fn apply<F: FsxApi>(
 
     // 2. Copies in flight: one batched lookup, at most once per poll interval.
     for entry in status.copies.iter().filter(|c| is_copying(c)) {
-        cx.slots
+        cx.shared
+            .slots
             .occupy(&valid.destination_region, &key, &entry.source_backup_id);
     }
     poll_copies(cx, object, &valid, &mut status, &key, now, &mut outcome).await;
@@ -661,12 +758,28 @@ async fn poll_copies<F: FsxApi>(
             continue;
         }
         entry.completion_time = Some(Time(now));
-        let woken = cx
-            .slots
-            .release(&valid.destination_region, key, &entry.source_backup_id);
+        let woken =
+            cx.shared
+                .slots
+                .release(&valid.destination_region, key, &entry.source_backup_id);
         cx.wake_all(woken);
         outcome.retention_due = true;
         if lifecycle == Lifecycle::Available {
+            ctx.metrics
+                .copies_completed
+                .get_or_create(&labels(object))
+                .inc();
+            notify(
+                ctx,
+                object,
+                super::SUCCEEDED,
+                &entry.source_backup_id,
+                Some(&id),
+                format!(
+                    "copy {id} of {} is AVAILABLE in {}",
+                    entry.source_backup_id, valid.destination_region
+                ),
+            );
             status.last_copy_time = Some(Time(now));
             ctx.event(
                 object,
@@ -680,6 +793,23 @@ async fn poll_copies<F: FsxApi>(
             )
             .await;
         } else {
+            ctx.metrics
+                .copies_failed
+                .get_or_create(&labels(object))
+                .inc();
+            notify(
+                ctx,
+                object,
+                super::FAILED,
+                &entry.source_backup_id,
+                Some(&id),
+                format!(
+                    "copy {id} of {} is {}: {}",
+                    entry.source_backup_id,
+                    lifecycle.as_str(),
+                    entry.message.clone().unwrap_or_default()
+                ),
+            );
             ctx.event(
                 object,
                 true,
@@ -719,7 +849,7 @@ async fn start_copies<F: FsxApi>(
     for index in order {
         let entry = &mut status.copies[index];
         let source = entry.source_backup_id.clone();
-        if out_of_slots || !cx.slots.try_acquire(destination, key, &source) {
+        if out_of_slots || !cx.shared.slots.try_acquire(destination, key, &source) {
             out_of_slots = true;
             entry.message = Some(format!("waiting for a copy slot in {destination}"));
             continue;
@@ -733,6 +863,10 @@ async fn start_copies<F: FsxApi>(
                 entry.progress_percent = copy.progress_percent;
                 entry.start_time = Some(Time(now));
                 entry.message = None;
+                ctx.metrics
+                    .copies_started
+                    .get_or_create(&labels(object))
+                    .inc();
                 ctx.event(
                     object,
                     false,
@@ -750,7 +884,7 @@ async fn start_copies<F: FsxApi>(
                 }
             }
             Err(err) => {
-                cx.slots.release(destination, key, &source);
+                cx.shared.slots.release(destination, key, &source);
                 match &err {
                     FsxError::CopySlotsFull { .. } => {
                         // Copies started elsewhere fill FSx's limit: back in the queue.
@@ -764,6 +898,18 @@ async fn start_copies<F: FsxApi>(
                         BLOCKED.clone_into(&mut entry.lifecycle);
                         entry.reason = Some(reason.as_str().to_owned());
                         entry.message = Some(err.to_string());
+                        ctx.metrics
+                            .copies_failed
+                            .get_or_create(&labels(object))
+                            .inc();
+                        notify(
+                            ctx,
+                            object,
+                            super::FAILED,
+                            &source,
+                            None,
+                            format!("CopyBackup refused: {err}"),
+                        );
                         ctx.event(
                             object,
                             true,
@@ -783,16 +929,22 @@ async fn start_copies<F: FsxApi>(
             }
         }
     }
+    let queued = status
+        .copies
+        .iter()
+        .filter(|c| c.lifecycle == QUEUED)
+        .count();
+    cx.shared.slots.report_queue(destination, key, queued);
     if out_of_slots {
         outcome.waiting.get_or_insert((
             "WaitingForCopySlot".into(),
             format!(
                 "copies wait for one of the {} copy slots in {destination}",
-                cx.slots.limit()
+                cx.shared.slots.limit()
             ),
         ));
     } else {
-        cx.slots.done_waiting(destination, key);
+        cx.shared.slots.done_waiting(destination, key);
     }
 }
 
@@ -867,6 +1019,10 @@ async fn prune<F: FsxApi>(
             .await
         {
             Ok(_) => {
+                ctx.metrics
+                    .copies_deleted
+                    .get_or_create(&labels(object))
+                    .inc();
                 let source = copy
                     .tags
                     .get(SOURCE_BACKUP_KEY)
@@ -1008,10 +1164,12 @@ fn next_wake<F>(
 async fn cleanup<F: FsxApi>(object: &FsxBackupCopy, cx: &CopyContext<F>) -> Result<Action, Error> {
     let ctx = &cx.base;
     let key = object_key(object);
-    cx.wake_all(cx.slots.forget(&key));
+    cx.wake_all(cx.shared.slots.forget(&key));
     cx.remember_scan(&key, None);
     cx.remember_expiry(&key, None);
     ctx.forget_versions(object);
+    ctx.metrics
+        .forget_copy(&object.namespace().unwrap_or_default(), &object.name_any());
     if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
         ctx.event(
             object,

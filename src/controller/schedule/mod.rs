@@ -26,7 +26,9 @@ use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus, LastBacku
 use crate::fsx::{
     Backup, BackupTarget, CreateBackupRequest, FsxApi, FsxError, Lifecycle, UserActionReason,
 };
+use crate::metrics::{ControllerLabels, Metrics, ScheduleLabels};
 use crate::naming::{NameContext, render_backup_name, run_now_token, scheduled_backup_token};
+use crate::notify::Notification;
 use crate::ownership::{NAME_KEY, SCHEDULED_TIME_KEY, is_owned_by, ownership_tags};
 use crate::retention::{self, Verdict};
 use crate::schedule::due;
@@ -44,10 +46,12 @@ pub async fn run<F: FsxApi>(
     api: Api<FsxBackupSchedule>,
     ctx: Arc<Context<F>>,
     clock_moved: Option<watch::Receiver<()>>,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let mut controller = Controller::new(api, watcher::Config::default().any_semantic())
         .graceful_shutdown_on(shutdown);
+    super::count_when_synced(controller.store(), synced);
     if let Some(rx) = clock_moved {
         controller = controller.reconcile_all_on(super::changes(rx));
     }
@@ -78,15 +82,46 @@ async fn reconcile<F: FsxApi>(
     let namespace = object.namespace().unwrap_or_default();
     tracing::debug!(schedule = %object.name_any(), namespace = %namespace, "reconciling");
     let api: Api<FsxBackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
+    let started = std::time::Instant::now();
     let object = ctx.fresh(&api, object).await?;
-    finalizer(&api, FINALIZER, object, |event| async {
+    let result = finalizer(&api, FINALIZER, object, |event| async {
         match event {
             Finalizer::Apply(object) => apply(&api, &object, &ctx).await,
             Finalizer::Cleanup(object) => cleanup(&object, &ctx).await,
         }
     })
     .await
-    .map_err(super::from_finalizer)
+    .map_err(super::from_finalizer);
+    super::observe_reconcile(&ctx.metrics, "schedule", started, &result);
+    result
+}
+
+fn labels(object: &FsxBackupSchedule) -> ScheduleLabels {
+    Metrics::schedule(&object.namespace().unwrap_or_default(), &object.name_any())
+}
+
+/// Sends an SNS notification about `target` if the object asks for them.
+fn notify<F>(
+    ctx: &Context<F>,
+    object: &FsxBackupSchedule,
+    outcome: &'static str,
+    target: &str,
+    backup_id: Option<&str>,
+    detail: String,
+) {
+    ctx.notify(
+        object.spec.notifications.as_ref(),
+        Notification {
+            topic_arn: String::new(),
+            outcome,
+            kind: KIND,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            target: target.to_owned(),
+            backup_id: backup_id.map(str::to_owned),
+            detail,
+        },
+    );
 }
 
 /// A change of one target made during this reconcile, remembered for events and health.
@@ -153,11 +188,24 @@ async fn apply<F: FsxApi>(
                     Some(status.missed_runs.unwrap_or(0).saturating_add(due.missed));
                 status.last_missed_time = due.last_missed.map(Time);
                 let at = due.last_missed.map(|t| t.to_string()).unwrap_or_default();
-                ctx.event(object, true, "MissedSchedule", "Schedule", format!(
+                let message = format!(
                     "{} scheduled run(s) skipped (latest {at}): later than startingDeadlineSeconds or superseded by a later run",
                     due.missed
-                ))
-                .await;
+                );
+                ctx.metrics
+                    .missed_runs
+                    .get_or_create(&labels(object))
+                    .inc_by(u64::from(due.missed));
+                notify(
+                    ctx,
+                    object,
+                    super::FAILED,
+                    "all targets",
+                    None,
+                    message.clone(),
+                );
+                ctx.event(object, true, "MissedSchedule", "Schedule", message)
+                    .await;
             }
             if let Some(slot) = due.run {
                 status.last_schedule_time = Some(Time(slot));
@@ -165,6 +213,20 @@ async fn apply<F: FsxApi>(
             }
         }
         status.next_schedule_time = due.next_slot.map(|slot| Time(slot + offset));
+        if let Some(next) = due.next_slot {
+            #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly for millennia
+            let at = (next + offset).as_second() as f64;
+            ctx.metrics
+                .next_scheduled_run
+                .get_or_create(&labels(object))
+                .set(at);
+            if let Some(after) = valid.schedule.next_after(next) {
+                ctx.metrics
+                    .schedule_interval
+                    .get_or_create(&labels(object))
+                    .set(after.duration_since(next).as_secs_f64());
+            }
+        }
     } else {
         status.next_schedule_time = None;
     }
@@ -208,6 +270,15 @@ async fn apply<F: FsxApi>(
             }
             if too_late || superseded {
                 target.last_scheduled_time = Some(Time(run_slot));
+                ctx.metrics.missed_runs.get_or_create(&labels(object)).inc();
+                notify(
+                    ctx,
+                    object,
+                    super::FAILED,
+                    &target.id,
+                    None,
+                    format!("the backup for the run at {run_slot} was not taken in time"),
+                );
                 status.missed_runs = Some(status.missed_runs.unwrap_or(0).saturating_add(1));
                 status.last_missed_time = Some(Time(run_slot));
                 ctx.event(
@@ -460,8 +531,25 @@ async fn create<F: FsxApi>(
                 ),
             )
             .await;
+            ctx.metrics
+                .backups_created
+                .get_or_create(&labels(object))
+                .inc();
             if run_now.is_none() {
                 target.last_scheduled_time = Some(Time(slot));
+                let offset = SignedDuration::try_from(valid.offset).unwrap_or_default();
+                let late = ctx
+                    .clock
+                    .now()
+                    .duration_since(slot + offset)
+                    .as_secs_f64()
+                    .max(0.0);
+                ctx.metrics
+                    .schedule_lateness
+                    .get_or_create(&ControllerLabels {
+                        controller: "schedule".into(),
+                    })
+                    .observe(late);
             }
             target.message = None;
             let mut last = LastBackup {
@@ -485,6 +573,20 @@ async fn create<F: FsxApi>(
                     format!("{}: {err}", target.id),
                 )
                 .await;
+            }
+            if target.message.as_deref() != Some(err.to_string().as_str()) {
+                ctx.metrics
+                    .backups_failed
+                    .get_or_create(&labels(object))
+                    .inc();
+                notify(
+                    ctx,
+                    object,
+                    super::FAILED,
+                    &target.id,
+                    None,
+                    format!("CreateBackup refused: {err}"),
+                );
             }
             target.message = Some(err.to_string());
             if run_now.is_none() {
@@ -596,7 +698,37 @@ async fn settle<F: FsxApi>(
             format!("backup {} of {} is AVAILABLE", last.id, target.id),
         )
         .await;
+        #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly for millennia
+        let at = now.as_second() as f64;
+        ctx.metrics
+            .last_successful_backup
+            .get_or_create(&Metrics::target(
+                &object.namespace().unwrap_or_default(),
+                &object.name_any(),
+                &target.id,
+            ))
+            .set(at);
+        notify(
+            ctx,
+            object,
+            super::SUCCEEDED,
+            &target.id,
+            Some(&last.id),
+            format!("backup {} of {} is AVAILABLE", last.id, target.id),
+        );
     } else if let Some(message) = &last.failure_message {
+        ctx.metrics
+            .backups_failed
+            .get_or_create(&labels(object))
+            .inc();
+        notify(
+            ctx,
+            object,
+            super::FAILED,
+            &target.id,
+            Some(&last.id),
+            format!("backup {} of {} failed: {message}", last.id, target.id),
+        );
         ctx.event(
             object,
             true,
@@ -663,6 +795,10 @@ async fn prune<F: FsxApi>(
                     .await
                 {
                     Ok(_) => {
+                        ctx.metrics
+                            .backups_deleted
+                            .get_or_create(&labels(object))
+                            .inc();
                         tracing::info!(schedule = %object.name_any(), target = %target.id, backup = %decision.backup_id, reason = reason.as_str(), "backup pruned");
                         ctx.event(
                             object,
@@ -953,6 +1089,17 @@ async fn cleanup<F: FsxApi>(object: &FsxBackupSchedule, ctx: &Context<F>) -> Res
     let key = object_key(object);
     ctx.forget(&key);
     ctx.forget_versions(object);
+    let targets: Vec<String> = object
+        .status
+        .iter()
+        .flat_map(|s| &s.targets)
+        .map(|t| t.id.clone())
+        .collect();
+    ctx.metrics.forget_schedule(
+        &object.namespace().unwrap_or_default(),
+        &object.name_any(),
+        &targets,
+    );
     let policy = object.spec.deletion_policy.unwrap_or_default();
     if policy == DeletionPolicy::Retain {
         ctx.event(
