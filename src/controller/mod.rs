@@ -307,11 +307,24 @@ fn count_when_synced<K>(
     synced: Arc<std::sync::atomic::AtomicUsize>,
 ) where
     K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Send + Sync,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
 {
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The store's readiness signal wakes only its latest waiter (the controller's own),
+        // so wait in short rounds: each round polls it afresh.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    let n = synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
+                    return;
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cache never synced");
+                    return;
+                }
+                Err(_) => {}
+            }
         }
     });
 }

@@ -67,8 +67,19 @@ pub struct OperatorConfig<'a> {
     pub extra_args: &'a [String],
 }
 
+impl OperatorConfig<'_> {
+    /// Starts the operator with `env` set as well (e.g. `POD_NAME`).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Operator {
+        Operator::spawn(self, env)
+    }
+}
+
 impl Operator {
     pub fn start(config: &OperatorConfig<'_>) -> Self {
+        Self::spawn(config, &[])
+    }
+
+    fn spawn(config: &OperatorConfig<'_>, env: &[(&str, &str)]) -> Self {
         static RUNS: AtomicU32 = AtomicU32::new(0);
         let log = config.clock.path().with_file_name(format!(
             "operator-{}.log",
@@ -95,6 +106,7 @@ impl Operator {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "info,fsx_backup_operator=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
@@ -114,6 +126,39 @@ impl Operator {
         }
     }
 
+    /// SIGTERM, then waits up to `within` for the exit; the exit code, if it exited.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// How the process ended, if it has ended on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// The port `/metrics` is served on, read from the log once it is up.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let logs = strip_ansi(&self.logs());
+        let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+        let address = line.split("address=").nth(1)?;
+        let address: String = address.chars().take_while(|c| !c.is_whitespace()).collect();
+        let address = address.trim_matches(|c: char| !c.is_ascii_digit());
+        address.rsplit(':').next()?.parse().ok()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -123,6 +168,24 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The text without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A fresh directory for one test's files.
