@@ -142,5 +142,10 @@ else
   exit 1
 fi
 echo
+echo "== a few of the operator's metrics"
+metrics_port="$(sed 's/\x1b\[[0-9;]*m//g' "$STATE/operator.log" | sed -n 's/.*serving \/metrics.*address=[0-9.]*:\([0-9]*\).*/\1/p' | head -1)"
+curl -sf "127.0.0.1:$metrics_port/metrics" |
+  grep -E '^fsxbackup_(backups_(created|deleted)|copies_(started|completed|deleted)|aws_requests)_total' | sed 's/^/   /' || true
+echo
 echo "demo done: $RUNS hourly runs made $RUNS backups and copied each to us-west-2; retention keeps"
 echo "the newest 3 backups and the newest 2 copies, prunes the rest, and never touches the manual backup."

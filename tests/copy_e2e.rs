@@ -284,7 +284,17 @@ async fn destination_retention_prunes_only_its_own_copies_and_keeps_min_availabl
                 json!({"source": {"scheduleRef": {"name": "nightly"}}, "destinationRegion": DESTINATION, "retention": {"maxAge": "1h", "minAvailable": 2}}),
             )
             .await;
-        world.until_copy("dr", "3 copies", |o| available_copies(o) == 3).await;
+        world
+            .until_copy("dr", "3 copies", |o| {
+                // No copy exists in the destination at first: that is not an error.
+                assert!(
+                    condition(o, "Stalled").is_none_or(|(status, _)| status != "True"),
+                    "{:?}",
+                    o.status
+                );
+                available_copies(o) == 3
+            })
+            .await;
         assert_eq!(world.calls("DeleteBackup"), 0, "nothing expired yet");
 
         // Two hours later every copy is past maxAge, but minAvailable keeps two.
@@ -404,7 +414,7 @@ async fn fsx_copy_limit_puts_copies_back_in_the_queue() {
         let schedule = yearly_schedule(&world, "nightly", &fs).await;
         seed_schedule_backups(&world, &fs, &schedule, 6);
         world
-            .create_copy("dr", json!({"source": {"scheduleRef": {"name": "nightly"}}, "destinationRegion": DESTINATION}))
+            .create_copy("dr", json!({"source": {"scheduleRef": {"name": "nightly"}}, "destinationRegion": DESTINATION, "retention": {"maxCount": 10}}))
             .await;
         let waiting = world
             .until_copy("dr", "Reconciling WaitingForCopySlot", |o| is(o, "Reconciling", "True", "WaitingForCopySlot"))
@@ -415,6 +425,22 @@ async fn fsx_copy_limit_puts_copies_back_in_the_queue() {
         assert!(refused >= 1, "FSx refused some copies");
         assert_eq!(world.calls("CopyBackup"), 6);
         assert!(world.emulator.max_copies_in_progress().get(DESTINATION).copied().unwrap_or(0) <= 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn following_a_schedule_with_no_backups_yet_is_ready() {
+    support::with_namespace("fbc-empty", |client, namespace| async move {
+        let world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        yearly_schedule(&world, "new", &fs).await;
+        world
+            .create_copy("dr", json!({"source": {"scheduleRef": {"name": "new"}}, "destinationRegion": DESTINATION, "retention": {"maxCount": 3}}))
+            .await;
+        // FSx knows no backup of `fs` in the destination yet: nothing to prune, not an error.
+        let object = world.until_copy("dr", "Ready UpToDate", |o| is(o, "Ready", "True", "UpToDate")).await;
+        assert!(is(&object, "Stalled", "False", "NotStalled"), "{:?}", object.status);
     })
     .await;
 }

@@ -26,7 +26,9 @@ use crate::copy_slots::CopySlots;
 use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{CopyStatus, FsxBackupCopy, FsxBackupCopyStatus};
 use crate::crd::schedule::FsxBackupSchedule;
-use crate::fsx::{Backup, BackupTarget, CopyBackupRequest, FsxApi, FsxError, Lifecycle};
+use crate::fsx::{
+    Backup, BackupTarget, CopyBackupRequest, FsxApi, FsxError, Lifecycle, UserActionReason,
+};
 use crate::metrics::{CopyLabels, Metrics};
 use crate::naming::copy_token;
 use crate::notify::Notification;
@@ -991,16 +993,8 @@ async fn prune<F: FsxApi>(
     status: &mut FsxBackupCopyStatus,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, FsxError> {
-    let mut copies: Vec<Backup> = Vec::new();
-    for target in &status.source_targets {
-        copies.extend(
-            ctx.fsx
-                .describe_backups_of(&valid.destination_region, &target_of(target))
-                .await?,
-        );
-    }
-    copies.sort_by(|a, b| a.id.cmp(&b.id));
-    copies.dedup_by(|a, b| a.id == b.id);
+    let copies =
+        backups_in_destination(ctx, &valid.destination_region, &status.source_targets).await?;
     let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
     let mut first_error = None;
     for decision in plan.decisions.iter().rev() {
@@ -1056,6 +1050,34 @@ async fn prune<F: FsxApi>(
         }
     }
     first_error.map_or(Ok(plan.next_expiry), Err)
+}
+
+/// Every backup in `region` of the file systems and volumes `targets`, by id. FSx
+/// answers `FileSystemNotFound`/`VolumeNotFound` for a target unknown in that Region
+/// (no copy of it made there yet): that is an empty list here, not an error.
+async fn backups_in_destination<F: FsxApi>(
+    ctx: &Context<F>,
+    region: &str,
+    targets: &[String],
+) -> Result<Vec<Backup>, FsxError> {
+    let mut backups: Vec<Backup> = Vec::new();
+    for target in targets {
+        match ctx
+            .fsx
+            .describe_backups_of(region, &target_of(target))
+            .await
+        {
+            Ok(found) => backups.extend(found),
+            Err(FsxError::UserAction {
+                reason: UserActionReason::TargetNotFound,
+                ..
+            }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    backups.sort_by(|a, b| a.id.cmp(&b.id));
+    backups.dedup_by(|a, b| a.id == b.id);
+    Ok(backups)
 }
 
 fn note_error(outcome: &mut Outcome, err: &FsxError) {
@@ -1184,14 +1206,7 @@ async fn cleanup<F: FsxApi>(object: &FsxBackupCopy, cx: &CopyContext<F>) -> Resu
     let uid = object.uid().unwrap_or_default();
     let destination = &object.spec.destination_region;
     let status = object.status.clone().unwrap_or_default();
-    let mut copies: Vec<Backup> = Vec::new();
-    for target in &status.source_targets {
-        copies.extend(
-            ctx.fsx
-                .describe_backups_of(destination, &target_of(target))
-                .await?,
-        );
-    }
+    let mut copies = backups_in_destination(ctx, destination, &status.source_targets).await?;
     let listed: Vec<String> = status
         .copies
         .iter()
