@@ -387,8 +387,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     let all = futures::future::join_all(controllers);
     tokio::pin!(all);
+    // Leadership lost while running. (The elector ends on SIGTERM and drops its
+    // sender: that is the graceful path below, not a loss.)
     let lost = async {
-        let _ = leading_rx.wait_for(|leading| !*leading).await;
+        if leading_rx.wait_for(|leading| !*leading).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     tokio::select! {
         _ = &mut all => {}

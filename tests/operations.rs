@@ -504,3 +504,55 @@ fn invalid_configuration_exits_non_zero_naming_the_flag() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_the_lease_and_exits_zero() {
+    support::with_namespace("ops-release", |client, namespace| async move {
+        install_crds();
+        let emulator = Emulator::new();
+        let running = emulator.start().await.expect("emulator");
+        let clock = TestClock::new(&test_dir(&namespace));
+        let args: Vec<String> = [
+            "--leader-election",
+            "true",
+            "--leader-election-namespace",
+            &namespace,
+            "--lease-duration",
+            "30s",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        let mut operator = OperatorConfig {
+            namespace: &namespace,
+            fsx_endpoint: &running.endpoint,
+            clock: &clock,
+            extra_args: &args,
+        }
+        .start_with_env(&[("POD_NAME", "only")]);
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        let holder = || {
+            let leases = leases.clone();
+            async move {
+                leases
+                    .get_opt("fsx-backup-operator")
+                    .await
+                    .ok()?
+                    .and_then(|l| l.spec?.holder_identity)
+            }
+        };
+        eventually("leading", WAIT, || async {
+            holder().await.filter(|h| h == "only")
+        })
+        .await;
+        let code = tokio::task::block_in_place(|| operator.terminate(Duration::from_secs(30)));
+        assert_eq!(code, Some(0), "{}", tail(&operator.logs()));
+        assert!(!operator.logs().contains("lost the leader Lease"));
+        assert_eq!(
+            holder().await,
+            None,
+            "the Lease was released, so a standby takes over at once"
+        );
+    })
+    .await;
+}
