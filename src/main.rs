@@ -77,6 +77,11 @@ struct RunArgs {
     /// (FSx allows 5 per account unless raised).
     #[arg(long, env = "FSXBO_COPY_SLOTS_PER_REGION", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     copy_slots_per_region: u32,
+    /// Reconciles running at once per controller; 0 = unlimited (runs on time first).
+    /// A limit bounds memory when thousands of objects are due at the same instant,
+    /// at the cost of lateness (see the README's benchmark).
+    #[arg(long, env = "FSXBO_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
+    max_concurrent_reconciles: u16,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: std::net::SocketAddr,
@@ -264,6 +269,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         poll_interval: args.poll_interval,
         retry_interval: args.retry_interval,
         copy_slots_per_region: args.copy_slots_per_region as usize,
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
     };
     let ctx = Context::new(
         client.clone(),

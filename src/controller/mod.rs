@@ -36,6 +36,9 @@ pub struct Settings {
     pub retry_interval: Duration,
     /// Copies in progress per destination Region, shared by all `FsxBackupCopy` objects.
     pub copy_slots_per_region: usize,
+    /// Reconciles running at once per controller (0: unlimited): bounds memory and
+    /// connections when thousands of objects are due at the same instant.
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Default for Settings {
@@ -45,6 +48,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(30),
             retry_interval: Duration::from_secs(30),
             copy_slots_per_region: 5,
+            max_concurrent_reconciles: 0,
         }
     }
 }

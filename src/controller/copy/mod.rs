@@ -187,13 +187,15 @@ pub async fn run<F: FsxApi>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((namespace, wake));
+    let concurrency = base.settings.max_concurrent_reconciles;
     let ctx = Arc::new(CopyContext {
         base,
         shared,
         scanned: Mutex::default(),
         expiries: Mutex::default(),
     });
-    let controller = Controller::new(copies, watcher::Config::default().any_semantic());
+    let controller = Controller::new(copies, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     super::count_when_synced(store.clone(), synced);
     // A schedule's status changes when it makes a backup: reconcile the copies following it.

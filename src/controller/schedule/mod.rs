@@ -50,6 +50,10 @@ pub async fn run<F: FsxApi>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let mut controller = Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.settings.max_concurrent_reconciles),
+        )
         .graceful_shutdown_on(shutdown);
     super::count_when_synced(controller.store(), synced);
     if let Some(rx) = clock_moved {
