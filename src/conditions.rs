@@ -5,59 +5,150 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::fsx::UserActionReason;
+
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+
+/// Why an object is in the health it is in: the `reason` of its conditions. One
+/// list for every kind, so the same situation reads the same in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    // Ready
+    Scheduled,
+    BackupCreated,
+    Suspended,
+    UpToDate,
+    CopyAvailable,
+    Copying,
+    // Progressing
+    WaitingForPreviousBackup,
+    RetryingAfterError,
+    WaitingForSchedule,
+    WaitingForSource,
+    WaitingForCopySlot,
+    // Degraded
+    BackupFailed,
+    MissedSchedule,
+    NoTargets,
+    CopyFailed,
+    // Needs a person
+    InvalidSpec,
+    /// A selected file system that cannot be backed up as such (ONTAP: per volume).
+    TargetNotBackupable,
+    SourceNotFound,
+    SourceFailed,
+    /// FSx refused a call for a reason only a person can fix; the same FSx error
+    /// gives the same reason in every kind.
+    UserAction(UserActionReason),
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "Scheduled",
+            Self::BackupCreated => "BackupCreated",
+            Self::Suspended => "Suspended",
+            Self::UpToDate => "UpToDate",
+            Self::CopyAvailable => "CopyAvailable",
+            Self::Copying => "Copying",
+            Self::WaitingForPreviousBackup => "WaitingForPreviousBackup",
+            Self::RetryingAfterError => "RetryingAfterError",
+            Self::WaitingForSchedule => "WaitingForSchedule",
+            Self::WaitingForSource => "WaitingForSource",
+            Self::WaitingForCopySlot => "WaitingForCopySlot",
+            Self::BackupFailed => "BackupFailed",
+            Self::MissedSchedule => "MissedSchedule",
+            Self::NoTargets => "NoTargets",
+            Self::CopyFailed => "CopyFailed",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::TargetNotBackupable => "TargetNotBackupable",
+            Self::SourceNotFound => "SourceNotFound",
+            Self::SourceFailed => "SourceFailed",
+            Self::UserAction(reason) => reason.as_str(),
+        }
+    }
+
+    /// The reason stored in status as text, read back (unknown text: `None`).
+    pub fn parse(text: &str) -> Option<Self> {
+        const PLAIN: [Reason; 19] = [
+            Reason::Scheduled,
+            Reason::BackupCreated,
+            Reason::Suspended,
+            Reason::UpToDate,
+            Reason::CopyAvailable,
+            Reason::Copying,
+            Reason::WaitingForPreviousBackup,
+            Reason::RetryingAfterError,
+            Reason::WaitingForSchedule,
+            Reason::WaitingForSource,
+            Reason::WaitingForCopySlot,
+            Reason::BackupFailed,
+            Reason::MissedSchedule,
+            Reason::NoTargets,
+            Reason::CopyFailed,
+            Reason::InvalidSpec,
+            Reason::TargetNotBackupable,
+            Reason::SourceNotFound,
+            Reason::SourceFailed,
+        ];
+        PLAIN
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .or_else(|| UserActionReason::parse(text).map(Self::UserAction))
+    }
+}
 
 /// The one-line health of an object, turned into the three conditions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
     /// Working as specified: `Ready=True`.
-    Ready { reason: String, message: String },
+    Ready { reason: Reason, message: String },
     /// Working toward the spec and expected to get there without help
     /// (retrying a transient error, waiting for a copy slot):
     /// `Reconciling=True`, `Ready=False`.
-    Progressing { reason: String, message: String },
+    Progressing { reason: Reason, message: String },
     /// Something went wrong that the next run may fix (a backup failed, a run
     /// was missed): `Ready=False` with neither `Reconciling` nor `Stalled`.
-    Degraded { reason: String, message: String },
+    Degraded { reason: Reason, message: String },
     /// Needs a person (invalid spec, access denied, target not found):
     /// `Stalled=True`, `Ready=False`.
-    Stalled { reason: String, message: String },
+    Stalled { reason: Reason, message: String },
 }
 
 impl Health {
-    pub fn ready(reason: &str, message: impl Into<String>) -> Self {
+    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
         Self::Ready {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
         }
     }
-    pub fn progressing(reason: &str, message: impl Into<String>) -> Self {
+    pub fn progressing(reason: Reason, message: impl Into<String>) -> Self {
         Self::Progressing {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
         }
     }
-    pub fn degraded(reason: &str, message: impl Into<String>) -> Self {
+    pub fn degraded(reason: Reason, message: impl Into<String>) -> Self {
         Self::Degraded {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
         }
     }
-    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self::Stalled {
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
         }
     }
 
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::Ready { reason, .. }
             | Self::Progressing { reason, .. }
             | Self::Degraded { reason, .. }
-            | Self::Stalled { reason, .. } => reason,
+            | Self::Stalled { reason, .. } => reason.as_str(),
         }
     }
 
@@ -142,19 +233,19 @@ mod tests {
     fn each_health_maps_to_the_kstatus_triple() {
         let cases = [
             (
-                Health::ready("BackupCreated", "ok"),
+                Health::ready(Reason::BackupCreated, "ok"),
                 ["True", "False", "False"],
             ),
             (
-                Health::progressing("WaitingForCopySlot", "queued"),
+                Health::progressing(Reason::WaitingForCopySlot, "queued"),
                 ["False", "True", "False"],
             ),
             (
-                Health::degraded("BackupFailed", "failed"),
+                Health::degraded(Reason::BackupFailed, "failed"),
                 ["False", "False", "False"],
             ),
             (
-                Health::stalled("InvalidSpec", "bad cron"),
+                Health::stalled(Reason::InvalidSpec, "bad cron"),
                 ["False", "False", "True"],
             ),
         ];
@@ -171,14 +262,29 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_reads_back_from_its_text() {
+        let mut all = vec![
+            Reason::Scheduled,
+            Reason::Copying,
+            Reason::SourceFailed,
+            Reason::NoTargets,
+        ];
+        all.extend(UserActionReason::ALL.map(Reason::UserAction));
+        for reason in all {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("Nonsense"), None);
+    }
+
+    #[test]
     fn transition_time_moves_only_when_the_status_flips() {
-        let first = Health::ready("Scheduled", "a").conditions(&[], Some(1), at(100));
-        let same = Health::ready("BackupCreated", "b").conditions(&first, Some(1), at(200));
+        let first = Health::ready(Reason::Scheduled, "a").conditions(&[], Some(1), at(100));
+        let same = Health::ready(Reason::BackupCreated, "b").conditions(&first, Some(1), at(200));
         assert!(
             same.iter().all(|c| c.last_transition_time == Time(at(100))),
             "{same:?}"
         );
-        let stalled = Health::stalled("InvalidSpec", "c").conditions(&same, Some(2), at(300));
+        let stalled = Health::stalled(Reason::InvalidSpec, "c").conditions(&same, Some(2), at(300));
         let time_of = |t: &str| {
             stalled
                 .iter()

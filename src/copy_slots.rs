@@ -11,17 +11,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Identifies a copy object (`namespace/name`) to the queue.
-pub type ObjectKey = String;
-
-#[derive(Debug, Default)]
-struct RegionSlots {
+#[derive(Debug)]
+struct RegionSlots<K> {
     /// Copies in progress per object, by source backup id.
-    in_flight: BTreeMap<ObjectKey, BTreeSet<String>>,
+    in_flight: BTreeMap<K, BTreeSet<String>>,
     /// Objects with copies waiting for a slot.
-    waiting: BTreeSet<ObjectKey>,
+    waiting: BTreeSet<K>,
     /// Copies each object has queued, and since when it has had any.
-    queued: BTreeMap<ObjectKey, (usize, Instant)>,
+    queued: BTreeMap<K, (usize, Instant)>,
+    /// When each object was last granted a slot (a counter): among waiting objects
+    /// holding as many slots, the one served longest ago goes first.
+    last_grant: BTreeMap<K, u64>,
+    grants: u64,
 }
 
 /// Queue figures of one destination Region.
@@ -33,24 +34,36 @@ pub struct QueueStats {
     pub oldest_wait: Duration,
 }
 
-impl RegionSlots {
+impl<K> Default for RegionSlots<K> {
+    fn default() -> Self {
+        Self {
+            in_flight: BTreeMap::new(),
+            waiting: BTreeSet::new(),
+            queued: BTreeMap::new(),
+            last_grant: BTreeMap::new(),
+            grants: 0,
+        }
+    }
+}
+
+impl<K: Ord + Clone> RegionSlots<K> {
     fn total(&self) -> usize {
         self.in_flight.values().map(BTreeSet::len).sum()
     }
 
-    fn held_by(&self, object: &str) -> usize {
+    fn held_by(&self, object: &K) -> usize {
         self.in_flight.get(object).map_or(0, BTreeSet::len)
     }
 }
 
-/// Copy slots of every destination Region.
+/// Copy slots of every destination Region, for objects identified by `K`.
 #[derive(Debug)]
-pub struct CopySlots {
+pub struct CopySlots<K> {
     limit: usize,
-    regions: Mutex<HashMap<String, RegionSlots>>,
+    regions: Mutex<HashMap<String, RegionSlots<K>>>,
 }
 
-impl CopySlots {
+impl<K: Ord + Clone> CopySlots<K> {
     /// `limit` copies in progress per destination Region (at least one).
     pub fn new(limit: usize) -> Self {
         Self {
@@ -63,7 +76,7 @@ impl CopySlots {
         self.limit
     }
 
-    fn with_region<T>(&self, region: &str, f: impl FnOnce(&mut RegionSlots) -> T) -> T {
+    fn with_region<T>(&self, region: &str, f: impl FnOnce(&mut RegionSlots<K>) -> T) -> T {
         let mut regions = self
             .regions
             .lock()
@@ -72,11 +85,11 @@ impl CopySlots {
     }
 
     /// Records a copy already in progress (found in status after a restart).
-    pub fn occupy(&self, region: &str, object: &str, source_backup_id: &str) {
+    pub fn occupy(&self, region: &str, object: &K, source_backup_id: &str) {
         self.with_region(region, |slots| {
             slots
                 .in_flight
-                .entry(object.to_owned())
+                .entry(object.clone())
                 .or_default()
                 .insert(source_backup_id.to_owned());
         });
@@ -84,8 +97,9 @@ impl CopySlots {
 
     /// Takes a slot for copying `source_backup_id`, or queues `object` and says no.
     /// A slot is granted while the Region has one free and no waiting object holds
-    /// fewer slots than `object` (max-min fairness).
-    pub fn try_acquire(&self, region: &str, object: &str, source_backup_id: &str) -> bool {
+    /// fewer slots than `object`, or as many but was served longer ago (max-min
+    /// fairness; ties go to the least recently served, whoever asks first).
+    pub fn try_acquire(&self, region: &str, object: &K, source_backup_id: &str) -> bool {
         let limit = self.limit;
         self.with_region(region, |slots| {
             if slots
@@ -95,28 +109,39 @@ impl CopySlots {
             {
                 return true;
             }
-            let mine = slots.held_by(object);
-            let someone_poorer = slots
-                .waiting
-                .iter()
-                .filter(|other| other.as_str() != object)
-                .any(|other| slots.held_by(other) < mine);
-            if slots.total() >= limit || someone_poorer {
-                slots.waiting.insert(object.to_owned());
+            let mine = (
+                slots.held_by(object),
+                slots.last_grant.get(object).copied().unwrap_or(0),
+            );
+            let someone_ahead =
+                slots
+                    .waiting
+                    .iter()
+                    .filter(|other| *other != object)
+                    .any(|other| {
+                        (
+                            slots.held_by(other),
+                            slots.last_grant.get(other).copied().unwrap_or(0),
+                        ) < mine
+                    });
+            if slots.total() >= limit || someone_ahead {
+                slots.waiting.insert(object.clone());
                 return false;
             }
             slots
                 .in_flight
-                .entry(object.to_owned())
+                .entry(object.clone())
                 .or_default()
                 .insert(source_backup_id.to_owned());
+            slots.grants += 1;
+            slots.last_grant.insert(object.clone(), slots.grants);
             true
         })
     }
 
     /// Gives a slot back (the copy finished, failed, or was refused by FSx).
     /// Returns the objects that wait for a slot and should be reconciled now.
-    pub fn release(&self, region: &str, object: &str, source_backup_id: &str) -> Vec<ObjectKey> {
+    pub fn release(&self, region: &str, object: &K, source_backup_id: &str) -> Vec<K> {
         self.with_region(region, |slots| {
             if let Some(held) = slots.in_flight.get_mut(object) {
                 held.remove(source_backup_id);
@@ -133,14 +158,14 @@ impl CopySlots {
     }
 
     /// `object` has nothing more waiting for a slot in `region`.
-    pub fn done_waiting(&self, region: &str, object: &str) {
+    pub fn done_waiting(&self, region: &str, object: &K) {
         self.with_region(region, |slots| {
             slots.waiting.remove(object);
         });
     }
 
     /// How many copies `object` has waiting for a slot in `region` now.
-    pub fn report_queue(&self, region: &str, object: &str, count: usize) {
+    pub fn report_queue(&self, region: &str, object: &K, count: usize) {
         self.with_region(region, |slots| {
             if count == 0 {
                 slots.queued.remove(object);
@@ -149,7 +174,7 @@ impl CopySlots {
                     .queued
                     .get(object)
                     .map_or_else(Instant::now, |(_, since)| *since);
-                slots.queued.insert(object.to_owned(), (count, since));
+                slots.queued.insert(object.clone(), (count, since));
             }
         });
     }
@@ -179,7 +204,7 @@ impl CopySlots {
     }
 
     /// Forgets `object` everywhere (deleted); returns the objects to wake.
-    pub fn forget(&self, object: &str) -> Vec<ObjectKey> {
+    pub fn forget(&self, object: &K) -> Vec<K> {
         let mut regions = self
             .regions
             .lock()
@@ -188,6 +213,7 @@ impl CopySlots {
         for slots in regions.values_mut() {
             slots.waiting.remove(object);
             slots.queued.remove(object);
+            slots.last_grant.remove(object);
             if slots.in_flight.remove(object).is_some() {
                 wake.extend(slots.waiting.iter().cloned());
             }
@@ -216,13 +242,13 @@ mod tests {
     fn never_more_than_the_limit_per_region() {
         let slots = CopySlots::new(5);
         let granted = (0..12)
-            .filter(|i| slots.try_acquire("us-west-2", "a", &format!("backup-{i}")))
+            .filter(|i| slots.try_acquire("us-west-2", &"a", &format!("backup-{i}")))
             .count();
         assert_eq!(granted, 5);
         // Another Region has its own slots.
-        assert!(slots.try_acquire("eu-west-1", "a", "backup-x"));
+        assert!(slots.try_acquire("eu-west-1", &"a", "backup-x"));
         // Asking again for a copy already holding a slot is not a second slot.
-        assert!(slots.try_acquire("us-west-2", "a", "backup-0"));
+        assert!(slots.try_acquire("us-west-2", &"a", "backup-0"));
         assert_eq!(slots.snapshot()["us-west-2"], (5, 1));
     }
 
@@ -230,21 +256,21 @@ mod tests {
     fn a_freed_slot_goes_to_the_waiting_object_with_fewer_copies() {
         let slots = CopySlots::new(5);
         for i in 0..5 {
-            assert!(slots.try_acquire("r", "a", &format!("a-{i}")));
+            assert!(slots.try_acquire("r", &"a", &format!("a-{i}")));
         }
-        assert!(!slots.try_acquire("r", "b", "b-0"), "all slots taken");
-        let wake = slots.release("r", "a", "a-0");
-        assert_eq!(wake, vec!["b".to_owned()], "b waits and is woken");
+        assert!(!slots.try_acquire("r", &"b", "b-0"), "all slots taken");
+        let wake = slots.release("r", &"a", "a-0");
+        assert_eq!(wake, vec!["b"], "b waits and is woken");
         // `a` still has a backlog, but `b` holds fewer slots: `a` must wait its turn.
-        assert!(!slots.try_acquire("r", "a", "a-5"));
-        assert!(slots.try_acquire("r", "b", "b-0"));
+        assert!(!slots.try_acquire("r", &"a", "a-5"));
+        assert!(slots.try_acquire("r", &"b", "b-0"));
         // Both wait; each freed slot alternates toward the poorer one.
-        slots.release("r", "a", "a-1");
-        assert!(!slots.try_acquire("r", "a", "a-5"), "a holds 3, b holds 1");
-        assert!(slots.try_acquire("r", "b", "b-1"));
-        slots.release("r", "a", "a-2");
+        slots.release("r", &"a", "a-1");
+        assert!(!slots.try_acquire("r", &"a", "a-5"), "a holds 3, b holds 1");
+        assert!(slots.try_acquire("r", &"b", "b-1"));
+        slots.release("r", &"a", "a-2");
         // a holds 2, b holds 2: a tie lets either go.
-        assert!(slots.try_acquire("r", "a", "a-5"));
+        assert!(slots.try_acquire("r", &"a", "a-5"));
     }
 
     #[test]
@@ -271,7 +297,7 @@ mod tests {
             }
             assert!(slots.snapshot().get("r").is_none_or(|(n, _)| *n <= 5));
             if let Some((object, id)) = (!running.is_empty()).then(|| running.remove(0)) {
-                slots.release("r", object, &id);
+                slots.release("r", &object, &id);
             }
         }
         assert!(queues.values().all(Vec::is_empty), "everything copied");
@@ -289,23 +315,37 @@ mod tests {
     #[test]
     fn queue_figures_add_up_per_region() {
         let slots = CopySlots::new(2);
-        assert!(slots.try_acquire("r", "a", "x"));
-        slots.report_queue("r", "a", 3);
-        slots.report_queue("r", "b", 2);
+        assert!(slots.try_acquire("r", &"a", "x"));
+        slots.report_queue("r", &"a", 3);
+        slots.report_queue("r", &"b", 2);
         let stats = slots.queue_stats()["r"];
         assert_eq!((stats.in_flight, stats.queued), (1, 5));
-        slots.report_queue("r", "a", 0);
-        slots.forget("b");
+        slots.report_queue("r", &"a", 0);
+        slots.forget(&"b");
         assert_eq!(slots.queue_stats()["r"].queued, 0);
         assert_eq!(slots.queue_stats()["r"].oldest_wait, Duration::ZERO);
     }
 
     #[test]
+    fn a_freed_slot_goes_to_the_waiter_served_longest_ago() {
+        let slots = CopySlots::new(2);
+        assert!(slots.try_acquire("r", &"a", "a-0") && slots.try_acquire("r", &"a", "a-1"));
+        assert!(!slots.try_acquire("r", &"a", "a-2"), "full: a waits too");
+        assert!(!slots.try_acquire("r", &"b", "b-0"));
+        // a's copies finish together: both hold nothing, b was never served.
+        slots.release("r", &"a", "a-0");
+        slots.release("r", &"a", "a-1");
+        assert!(!slots.try_acquire("r", &"a", "a-2"), "b goes first");
+        assert!(slots.try_acquire("r", &"b", "b-0"));
+        assert!(slots.try_acquire("r", &"a", "a-2"), "then a: one each");
+    }
+
+    #[test]
     fn forgetting_an_object_frees_its_slots() {
         let slots = CopySlots::new(1);
-        assert!(slots.try_acquire("r", "a", "x"));
-        assert!(!slots.try_acquire("r", "b", "y"));
-        assert_eq!(slots.forget("a"), vec!["b".to_owned()]);
-        assert!(slots.try_acquire("r", "b", "y"));
+        assert!(slots.try_acquire("r", &"a", "x"));
+        assert!(!slots.try_acquire("r", &"b", "y"));
+        assert_eq!(slots.forget(&"a"), vec!["b"]);
+        assert!(slots.try_acquire("r", &"b", "y"));
     }
 }

@@ -19,3 +19,4 @@ pub mod ownership;
 pub mod retention;
 pub mod schedule;
 pub mod telemetry;
+pub mod validate;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use fsx_backup_operator::clock::Clock;
 use fsx_backup_operator::controller::copy::CopyShared;
+use fsx_backup_operator::controller::driver::Wiring;
 use fsx_backup_operator::controller::{self, Context, Settings};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule, crd_files};
 use fsx_backup_operator::duration::parse_duration;
@@ -338,6 +339,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     let expected_synced = watched.len() * 2;
     let shared = CopyShared::new(ctx.settings.copy_slots_per_region);
+    let wiring = Wiring {
+        clock_moved: clock_moved.clone(),
+        synced: synced.clone(),
+    };
     let mut controllers = Vec::new();
     for namespace in &watched {
         let api_of = |client: &kube::Client| match namespace {
@@ -361,8 +366,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             controller::schedule::run(
                 schedules,
                 ctx.clone(),
-                clock_moved.clone(),
-                synced.clone(),
+                wiring.clone(),
                 stopped(stop_rx.clone()),
             )
             .boxed(),
@@ -374,8 +378,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 namespace.clone(),
                 ctx.clone(),
                 shared.clone(),
-                clock_moved.clone(),
-                synced.clone(),
+                wiring.clone(),
                 stopped(stop_rx.clone()),
             )
             .boxed(),

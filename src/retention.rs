@@ -483,6 +483,23 @@ impl Period {
     }
 }
 
+/// The backups `plan` deletes, oldest first (an interrupted pass removes what is
+/// most overdue), and only ever backups `uid` owns (belt and braces: the planner
+/// only returns owned ones).
+pub fn deletions<'a>(plan: &'a Plan, backups: &[Backup], uid: &str) -> Vec<&'a str> {
+    plan.decisions
+        .iter()
+        .rev()
+        .filter(|d| matches!(d.verdict, Verdict::Delete { .. }))
+        .filter(|d| {
+            backups
+                .iter()
+                .any(|b| b.id == d.backup_id && is_owned_by(b, uid))
+        })
+        .map(|d| d.backup_id.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};

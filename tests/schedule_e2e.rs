@@ -594,3 +594,49 @@ async fn a_backup_past_its_timeout_counts_as_failed() {
     })
     .await;
 }
+
+/// A run taken late (the operator was down across the slot) gets its whole
+/// `backupTimeout` from when the operator asked FSx, not from the slot: it is not
+/// reported FAILED while FSx is still making it, and it is followed to AVAILABLE.
+#[tokio::test]
+async fn a_run_taken_late_is_not_failed_by_its_timeout_at_once() {
+    support::with_namespace("fbs-late-timeout", |client, namespace| async move {
+        let mut world = World::new(client.clone(), namespace.clone()).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        world.emulator.set_timing(fsx_emulator::Timing {
+            create_duration: Duration::from_secs(4),
+            copy_duration: Duration::ZERO,
+        });
+        world
+            .create("late", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 * * * *", "backupTimeout": "10m"}))
+            .await;
+        let next = world.until("late", "scheduled", has_next_run).await.status.and_then(|s| s.next_schedule_time).expect("next").0;
+
+        // Down from before :00 until :15, past the 10-minute timeout measured from the slot.
+        world.operator.kill();
+        world.clock.set_now(next + SignedDuration::from_mins(15));
+        world.restart_operator();
+        let creating = world
+            .until("late", "late backup in flight", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "CREATING")
+            })
+            .await;
+        let last = creating.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.clone()).expect("last");
+        assert_eq!(last.failure_message, None, "not failed while FSx makes it");
+        assert!(is(&creating, "Ready", "True", "BackupCreated"), "{:?}", creating.status);
+
+        let done = world
+            .until("late", "late backup AVAILABLE", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "AVAILABLE")
+            })
+            .await;
+        let last = done.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.clone()).expect("last");
+        assert_eq!(last.failure_message, None);
+        assert!(is(&done, "Ready", "True", "BackupCreated"), "{:?}", done.status);
+        assert!(done.status.as_ref().is_some_and(|s| s.last_successful_time.is_some()));
+        let reasons = events(&client, &namespace, "late").await;
+        assert!(!reasons.iter().any(|r| r == "BackupFailed"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r == "BackupAvailable"), "{reasons:?}");
+    })
+    .await;
+}

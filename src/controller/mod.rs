@@ -1,22 +1,30 @@
-//! Reconcilers: fetch, decide (with the pure modules), apply. One file per kind.
+//! Reconcilers. Each kind is fetch → plan → execute → record:
+//! - [`driver`] runs every kind: the controller loop, the fresh read, the
+//!   finalizer, metrics, the invalid-spec status and the error backoff;
+//! - `<kind>/plan.rs` decides, with no I/O (table-tested);
+//! - `<kind>/mod.rs` fetches from FSx, performs the plan's actions and records
+//!   their results through the planner again;
+//! - [`effects`] performs what a plan reports: events, notifications, metrics.
 
+pub mod cleanup;
 pub mod copy;
+pub mod driver;
+pub mod effects;
 pub mod schedule;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
+use jiff::Timestamp;
+use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::clock::Clock;
-use crate::crd::common::Notifications;
 use crate::fsx::FsxError;
-use crate::metrics::{ControllerLabels, ErrorLabels, Metrics};
-use crate::notify::{Notification, Notifier};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 
 /// The name the operator applies status with and reports events as.
 pub const FIELD_MANAGER: &str = "fsx-backup-operator";
@@ -32,7 +40,8 @@ pub struct Settings {
     pub default_region: Option<String>,
     /// How often backups in flight are looked at.
     pub poll_interval: Duration,
-    /// How soon a transient failure (throttling, a busy target) is retried.
+    /// How soon a transient failure (throttling, a busy target) is retried; the
+    /// first step of the per-object backoff.
     pub retry_interval: Duration,
     /// Copies in progress per destination Region, shared by all `FsxBackupCopy` objects.
     pub copy_slots_per_region: usize,
@@ -53,6 +62,48 @@ impl Default for Settings {
     }
 }
 
+/// Identifies one object of any kind in the operator's in-memory maps.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of<K: Resource<DynamicType = ()>>(object: &K) -> Self {
+        Self {
+            kind: K::kind(&()).into_owned(),
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// What the operator remembers about one object between reconciles. Everything
+/// here can be lost (a restart) at the cost of one extra FSx or apiserver call;
+/// it is all dropped together by [`Context::forget`].
+#[derive(Debug, Default)]
+pub struct ObjectMemory {
+    /// When FSx was last polled for this object's backups or copies in flight,
+    /// so reconciles triggered by our own status writes do not poll again.
+    pub last_poll: Option<Timestamp>,
+    /// `resourceVersion` after our last status write or fresh read.
+    pub seen_version: Option<String>,
+    /// Copy follow mode: the followed schedule's `resourceVersion` at the last scan.
+    pub scanned_schedule: Option<String>,
+    /// Copy follow mode: when retention next expires a copy.
+    pub next_expiry: Option<Timestamp>,
+    /// Consecutive failed reconciles, for the error backoff.
+    pub failures: u32,
+}
+
 /// Everything a reconcile needs, shared by all reconciles of all kinds.
 pub struct Context<F> {
     pub client: Client,
@@ -64,15 +115,11 @@ pub struct Context<F> {
     pub metrics: Arc<Metrics>,
     /// `None` when notifications are off (tests without SNS).
     pub notifier: Option<Notifier>,
-    /// When each object last polled FSx for its backups in flight, so that
-    /// reconciles triggered by our own status writes do not poll again.
-    last_poll: Mutex<HashMap<String, jiff::Timestamp>>,
-    /// `resourceVersion` of each object after our last status write or fresh read.
-    seen_versions: Mutex<HashMap<String, String>>,
+    memory: Mutex<HashMap<ObjectKey, ObjectMemory>>,
 }
 
-impl<F> std::fmt::Debug for Context<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<F> fmt::Debug for Context<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
@@ -97,26 +144,37 @@ impl<F> Context<F> {
             settings,
             metrics,
             notifier,
-            last_poll: Mutex::default(),
-            seen_versions: Mutex::default(),
+            memory: Mutex::default(),
         })
     }
 
-    /// True (and remembered) when `key` has not polled within the poll interval.
-    fn poll_due(&self, key: &str, now: jiff::Timestamp) -> bool {
-        let mut last = self
-            .last_poll
+    /// Reads or updates what is remembered about `key`.
+    pub fn memory<T>(&self, key: &ObjectKey, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        f(memory.entry(key.clone()).or_default())
+    }
+
+    /// Drops everything remembered about `key` (the object is gone).
+    pub fn forget(&self, key: &ObjectKey) {
+        self.memory
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// True (and remembered) when `key` has not polled within the poll interval.
+    pub fn poll_due(&self, key: &ObjectKey, now: Timestamp) -> bool {
         let interval =
             jiff::SignedDuration::try_from(self.settings.poll_interval).unwrap_or_default();
-        let due = last
-            .get(key)
-            .is_none_or(|at| now.duration_since(*at) >= interval);
-        if due {
-            last.insert(key.to_owned(), now);
-        }
-        due
+        self.memory(key, |memory| {
+            let due = memory
+                .last_poll
+                .is_none_or(|at| now.duration_since(at) >= interval);
+            if due {
+                memory.last_poll = Some(now);
+            }
+            due
+        })
     }
 
     /// Read-your-writes: the object as of our last status write, or newer. A reconcile
@@ -124,16 +182,10 @@ impl<F> Context<F> {
     /// write; acting on that stale copy would repeat calls already made.
     async fn fresh<K>(&self, api: &Api<K>, object: Arc<K>) -> Result<Arc<K>, Error>
     where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + fmt::Debug,
     {
-        let key = versions_key(&*object);
-        let known = self
-            .seen_versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let Some(known) = known else {
+        let key = ObjectKey::of(&*object);
+        let Some(known) = self.memory(&key, |m| m.seen_version.clone()) else {
             return Ok(object);
         };
         if object.resource_version().as_deref() == Some(known.as_str()) {
@@ -146,9 +198,9 @@ impl<F> Context<F> {
         Ok(Arc::new(latest))
     }
 
-    /// Applies `status` with server-side apply, only when it differs from `previous`
-    /// (no writes, and so no GitOps diffs, when nothing changed).
-    async fn write_status<K, S>(
+    /// Applies `status` with server-side apply, only when it differs from the
+    /// object's current status (no writes, and so no GitOps diffs, when nothing changed).
+    pub async fn write_status<K, S>(
         &self,
         api: &Api<K>,
         object: &K,
@@ -156,7 +208,7 @@ impl<F> Context<F> {
         status: &S,
     ) -> Result<(), Error>
     where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + fmt::Debug,
         S: serde::Serialize + PartialEq,
     {
         if previous == Some(status) {
@@ -180,169 +232,12 @@ impl<F> Context<F> {
 
     fn saw_version<K: Resource<DynamicType = ()>>(&self, object: &K) {
         if let Some(version) = object.resource_version() {
-            self.seen_versions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(versions_key(object), version);
-        }
-    }
-
-    fn forget_versions<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        self.seen_versions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&versions_key(object));
-    }
-
-    /// Publishes `notification` to the object's SNS topic: failures always, successes
-    /// only with `onSuccess`. Runs in the background; never fails the reconcile.
-    fn notify(&self, spec: Option<&Notifications>, notification: Notification) {
-        let Some(spec) = spec else { return };
-        let Some(topic) = spec.sns_topic_arn.clone() else {
-            return;
-        };
-        if notification.outcome == SUCCEEDED && !spec.on_success.unwrap_or(false) {
-            return;
-        }
-        if let Some(notifier) = &self.notifier {
-            notifier.send(Notification {
-                topic_arn: topic,
-                ..notification
-            });
-        }
-    }
-
-    fn forget(&self, key: &str) {
-        self.last_poll
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
-    }
-
-    /// Publishes an `events.k8s.io/v1` Event; a failure to do so is logged, never fatal.
-    ///
-    /// Created directly rather than through kube's `Recorder`, which folds events with the
-    /// same reason into one series that keeps the first note: "backup B created" would be
-    /// hidden behind "backup A created". Reconcilers emit only on transitions, so each event
-    /// is worth its own object.
-    async fn event<K>(&self, object: &K, warning: bool, reason: &str, action: &str, note: String)
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let regarding = object.object_ref(&());
-        let namespace = regarding
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let now = jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", object.name_any(), now.as_nanosecond())),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(MicroTime(now)),
-            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-            reason: Some(reason.into()),
-            action: Some(action.into()),
-            note: Some(truncate(&note, 1000)),
-            regarding: Some(regarding),
-            reporting_controller: Some(FIELD_MANAGER.into()),
-            reporting_instance: Some(self.reporting_instance.clone()),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(err) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
+            self.memory(&ObjectKey::of(object), |m| m.seen_version = Some(version));
         }
     }
 }
 
-fn versions_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
-}
-
-/// `Notification::outcome` of a success; anything else is a failure.
-const SUCCEEDED: &str = "Succeeded";
-const FAILED: &str = "Failed";
-
-/// Records a reconcile's duration and, when it failed, its error kind.
-fn observe_reconcile<T>(
-    metrics: &Metrics,
-    controller: &str,
-    started: std::time::Instant,
-    result: &Result<T, Error>,
-) {
-    let labels = ControllerLabels {
-        controller: controller.to_owned(),
-    };
-    metrics
-        .reconcile_duration
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(err) = result {
-        metrics
-            .reconcile_errors
-            .get_or_create(&ErrorLabels {
-                controller: controller.to_owned(),
-                kind: err.kind().to_owned(),
-            })
-            .inc();
-    }
-}
-
-/// The reconciler's own error out of kube's finalizer wrapper.
-fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
-    match err {
-        kube::runtime::finalizer::Error::ApplyFailed(err)
-        | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
-        other => Error::Finalizer(other.to_string()),
-    }
-}
-
-/// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
-fn count_when_synced<K>(
-    store: kube::runtime::reflector::Store<K>,
-    synced: Arc<std::sync::atomic::AtomicUsize>,
-) where
-    K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
-{
-    tokio::spawn(async move {
-        // The store's readiness signal wakes only its latest waiter (the controller's own),
-        // so wait in short rounds: each round polls it afresh.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    let n = synced.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
-                    return;
-                }
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cache never synced");
-                    return;
-                }
-                Err(_) => {}
-            }
-        }
-    });
-}
-
-/// A stream that yields each time the watched value changes (the test clock moved).
-fn changes(
-    rx: tokio::sync::watch::Receiver<()>,
-) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
-    })
-}
-
-/// Why a reconcile failed; the controller retries with backoff.
+/// Why a reconcile failed; the driver's error policy decides when to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
@@ -351,10 +246,14 @@ pub enum Error {
     Fsx(#[from] FsxError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Deletion waits for backups still in progress: polled, not backed off.
     #[error("{0}")]
     CleanupPending(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// A bug: the reconcile panicked. Isolated to this object and retried with backoff.
+    #[error("reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -366,10 +265,12 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::CleanupPending(_) => "cleanup_pending",
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::Panicked(_) => "panic",
         }
     }
 }
 
+/// `text` cut to `max` characters, with an ellipsis when cut.
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()

@@ -194,6 +194,13 @@ pub struct TargetStatus {
     /// What is wrong with this target, if anything (e.g. not found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The condition reason of `message` (e.g. `TargetNotFound`, `AccessDenied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// True when `spec.target` no longer selects this target: no new backups,
+    /// but its backups are still pruned by retention until none are left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_selected: Option<bool>,
     /// Scheduled instant of the latest run whose backup FSx accepted (or that was given up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scheduled_time: Option<Time>,
@@ -225,17 +232,18 @@ pub struct LastBackup {
     /// The run it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Time>,
+    /// When the operator asked FSx for it (operator clock): `backupTimeout`
+    /// counts from here, so a run taken late is not failed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_time: Option<Time>,
+    /// True once its final state (AVAILABLE, FAILED, timed out, gone) has been
+    /// acted on: events, notification, metrics and a retention pass, exactly once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<bool>,
     /// `run-now` value, for a manual run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_now: Option<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
-}
-
-impl FsxBackupSchedule {
-    /// True unless `spec.suspend` is set.
-    pub fn is_active(&self) -> bool {
-        !self.spec.suspend.unwrap_or(false)
-    }
 }

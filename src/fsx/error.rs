@@ -77,6 +77,25 @@ pub enum UserActionReason {
 }
 
 impl UserActionReason {
+    pub const ALL: [Self; 11] = [
+        Self::AccessDenied,
+        Self::TargetNotFound,
+        Self::OntapFileSystemNotBackupable,
+        Self::UnsupportedOperation,
+        Self::InvalidKmsKey,
+        Self::InvalidRegion,
+        Self::MultiAzCopyUnsupported,
+        Self::BackupQuotaExceeded,
+        Self::ServiceQuotaExceeded,
+        Self::InvalidRequest,
+        Self::Configuration,
+    ];
+
+    /// The reason as stored in status, read back.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
     /// CamelCase reason for Kubernetes conditions and events.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -28,6 +28,16 @@ pub enum BackupTarget {
 }
 
 impl BackupTarget {
+    /// The target an id names: `fsvol-…` is a volume, anything else a file system.
+    pub fn from_id(id: impl Into<String>) -> Self {
+        let id = id.into();
+        if id.starts_with("fsvol-") {
+            Self::Volume(id)
+        } else {
+            Self::FileSystem(id)
+        }
+    }
+
     /// The `fs-…` or `fsvol-…` id.
     pub fn id(&self) -> &str {
         match self {

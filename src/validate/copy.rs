@@ -1,5 +1,4 @@
-//! Turning an `FsxBackupCopy` spec into something the reconciler can act on, or a
-//! message naming the field to fix, before any FSx call.
+//! `FsxBackupCopy`: the spec as the reconciler acts on it, checked before any FSx call.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +81,7 @@ pub fn validate(object: &FsxBackupCopy, default_region: Option<&str>) -> Result<
         (Some(retention), Source::Schedule { .. }) => Some(retention.to_policy()?),
         (None, _) => None,
     };
-    let tags = super::super::schedule::user_tags(spec.tags.as_ref())?;
+    let tags = super::user_tags(spec.tags.as_ref())?;
     Ok(ValidCopy {
         source,
         destination_region: destination,

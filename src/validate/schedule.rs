@@ -1,9 +1,10 @@
-//! Turning an `FsxBackupSchedule` spec into something the reconciler can act
-//! on, or a message naming the field to fix. What the CRD schema cannot check
-//! (cron syntax, IANA zone, durations' meaning, a retention that keeps
-//! nothing, the rendered name length) is checked here, before any FSx call.
+//! `FsxBackupSchedule`: the spec as the reconciler acts on it. What the CRD
+//! schema cannot check (cron syntax, IANA zone, durations' meaning, a retention
+//! that keeps nothing, the rendered name length) is checked here, before any
+//! FSx call; and which of a schedule's backups its retention keeps, which is
+//! what a copy that follows the schedule copies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -12,10 +13,11 @@ use kube::ResourceExt;
 use crate::crd::common::{DeletionPolicy, MAX_USER_TAGS, keep_everything};
 use crate::crd::schedule::{FileSystemType, FsxBackupSchedule};
 use crate::duration::parse_duration;
-use crate::fsx::BackupTarget;
+use crate::fsx::{Backup, BackupTarget};
 use crate::naming::{DEFAULT_BACKUP_NAME, NameContext, render_backup_name};
 use crate::ownership::RESERVED_KEYS;
-use crate::retention::RetentionPolicy;
+use crate::ownership::is_owned_by;
+use crate::retention::{self, RetentionPolicy, Verdict};
 use crate::schedule::{Schedule, jitter_offset};
 
 /// `backupTimeout` when the spec has none.
@@ -56,6 +58,7 @@ pub struct ValidSchedule {
 pub fn validate(
     object: &FsxBackupSchedule,
     default_region: Option<&str>,
+    now: Timestamp,
 ) -> Result<ValidSchedule, String> {
     let spec = &object.spec;
     let region = spec
@@ -101,7 +104,7 @@ pub fn validate(
             schedule: &object.name_any(),
             namespace: &object.namespace().unwrap_or_default(),
             target: longest_id,
-            time: Timestamp::now(),
+            time: now,
         },
     )?;
     let schedule_key = format!(
@@ -164,4 +167,50 @@ fn targets(object: &FsxBackupSchedule) -> Result<Targets, String> {
         }),
         _ => Err("spec.target: set exactly one of fileSystemIds, volumeIds, fileSystemSelector (not empty)".into()),
     }
+}
+
+impl ValidSchedule {
+    /// The backups in `backups` that this schedule (object UID `uid`) owns and its
+    /// retention keeps at `now`: what a copy following the schedule should copy.
+    pub fn backups_it_keeps(&self, now: Timestamp, backups: Vec<Backup>, uid: &str) -> Vec<Backup> {
+        let plan = retention::plan(
+            now,
+            &self.retention,
+            self.schedule.time_zone(),
+            &backups,
+            uid,
+        );
+        let kept: BTreeSet<&str> = plan
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.verdict, Verdict::Keep { .. }))
+            .map(|d| d.backup_id.as_str())
+            .collect();
+        backups
+            .into_iter()
+            .filter(|b| is_owned_by(b, uid) && kept.contains(b.id.as_str()))
+            .collect()
+    }
+}
+
+/// Every file system or volume `schedule` backs up now or has backed up (still in
+/// its status): where its backups, and their copies, are looked for.
+pub fn target_ids(schedule: &FsxBackupSchedule) -> BTreeSet<String> {
+    let mut ids: BTreeSet<String> = schedule
+        .status
+        .iter()
+        .flat_map(|s| &s.targets)
+        .map(|t| t.id.clone())
+        .collect();
+    ids.extend(
+        schedule
+            .spec
+            .target
+            .file_system_ids
+            .iter()
+            .flatten()
+            .cloned(),
+    );
+    ids.extend(schedule.spec.target.volume_ids.iter().flatten().cloned());
+    ids
 }

@@ -1,0 +1,714 @@
+//! What an `FsxBackupCopy` reconcile decides, with no I/O: which source backups
+//! to copy and whether they can be copied yet, how copies in flight settle, what
+//! to ask FSx for, what retention prunes, the health to report and when to look
+//! again. Copy slots are shared process state and stay with the reconciler.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::conditions::{Health, Reason};
+use crate::controller::driver::{Applied, Pace};
+use crate::controller::effects::{Counter, Effect};
+use crate::crd::copy::{CopyStatus, FsxBackupCopyStatus};
+use crate::fsx::{Backup, BackupsById, CopyBackupRequest, FsxError, Lifecycle};
+use crate::naming::copy_token;
+use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, ownership_tags};
+use crate::retention::{self, Verdict};
+use crate::validate::{Source, ValidCopy};
+
+const KIND: &str = "FsxBackupCopy";
+/// Settled copies listed in status; entries still in progress are never dropped.
+const MAX_LISTED_COPIES: usize = 50;
+const MAX_REQUEUE: Duration = Duration::from_hours(1);
+
+/// Where one copy stands: before FSx accepted it, or FSx's lifecycle after.
+/// Written to `status.copies[].lifecycle` as the same strings as ever.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CopyPhase {
+    /// The source backup is not AVAILABLE yet.
+    WaitingForSource,
+    /// Waiting for a copy slot in the destination Region.
+    Queued,
+    /// Cannot be made until the spec changes (bad KMS key, unsupported, …).
+    Blocked,
+    /// FSx accepted the copy: its lifecycle.
+    Fsx(Lifecycle),
+}
+
+impl CopyPhase {
+    pub fn of(entry: &CopyStatus) -> Self {
+        match entry.lifecycle.as_str() {
+            "WaitingForSource" => Self::WaitingForSource,
+            "Queued" => Self::Queued,
+            "Blocked" => Self::Blocked,
+            other => Self::Fsx(Lifecycle::parse(other)),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::WaitingForSource => "WaitingForSource",
+            Self::Queued => "Queued",
+            Self::Blocked => "Blocked",
+            Self::Fsx(lifecycle) => lifecycle.as_str(),
+        }
+    }
+
+    fn set(self, entry: &mut CopyStatus) {
+        self.as_str().clone_into(&mut entry.lifecycle);
+    }
+}
+
+/// Not yet asked of FSx.
+pub fn is_pending(entry: &CopyStatus) -> bool {
+    matches!(
+        CopyPhase::of(entry),
+        CopyPhase::WaitingForSource | CopyPhase::Queued
+    )
+}
+
+/// Accepted by FSx and not finished.
+pub fn is_copying(entry: &CopyStatus) -> bool {
+    entry.destination_backup_id.is_some()
+        && matches!(CopyPhase::of(entry), CopyPhase::Fsx(lifecycle) if lifecycle.in_progress())
+}
+
+/// The object a plan is for.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A reconcile being planned.
+#[derive(Debug)]
+pub struct Work {
+    pub status: FsxBackupCopyStatus,
+    pub effects: Vec<Effect>,
+    pub spec_changed: bool,
+    retry_soon: bool,
+    waiting: Option<(Reason, String)>,
+    stalled: Option<(Reason, String)>,
+    /// A copy settled or the sources were scanned: retention should look.
+    pub retention_due: bool,
+    next_expiry: Option<Timestamp>,
+}
+
+impl Work {
+    /// Starts from the object's status; a new spec gets another try at blocked copies.
+    pub fn start(previous: Option<&FsxBackupCopyStatus>, generation: Option<i64>) -> Self {
+        let mut status = previous.cloned().unwrap_or_default();
+        let spec_changed = status.observed_generation != generation;
+        if spec_changed {
+            for entry in status
+                .copies
+                .iter_mut()
+                .filter(|c| CopyPhase::of(c) == CopyPhase::Blocked)
+            {
+                CopyPhase::WaitingForSource.set(entry);
+                entry.reason = None;
+            }
+        }
+        Self {
+            status,
+            effects: Vec::new(),
+            spec_changed,
+            retry_soon: false,
+            waiting: None,
+            stalled: None,
+            retention_due: false,
+            next_expiry: None,
+        }
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.is_some()
+    }
+
+    fn entry(&mut self, source_id: &str) -> &mut CopyStatus {
+        let copies = &mut self.status.copies;
+        let index = copies
+            .iter()
+            .position(|c| c.source_backup_id == source_id)
+            .unwrap_or_else(|| {
+                copies.push(CopyStatus {
+                    source_backup_id: source_id.to_owned(),
+                    lifecycle: CopyPhase::WaitingForSource.as_str().to_owned(),
+                    ..CopyStatus::default()
+                });
+                copies.len() - 1
+            });
+        &mut copies[index]
+    }
+
+    /// One-shot mode: whether the one source must be looked up (still pending).
+    pub fn one_shot_pending(&mut self, id: &str) -> bool {
+        is_pending(self.entry(id))
+    }
+
+    /// One-shot mode: what FSx says about the source backup.
+    pub fn one_shot_source(
+        &mut self,
+        id: &str,
+        region: &str,
+        found: Result<BackupsById, FsxError>,
+    ) {
+        let found = match found {
+            Ok(found) => found,
+            Err(err) => return self.error(&err),
+        };
+        let entry = self.entry(id);
+        let Some(source) = found.found.first() else {
+            CopyPhase::Blocked.set(entry);
+            entry.reason = Some(Reason::SourceNotFound.as_str().into());
+            entry.message = Some(format!("source backup {id} was not found in {region}"));
+            return;
+        };
+        note_source(entry, source);
+        if source.lifecycle == Lifecycle::Failed {
+            CopyPhase::Blocked.set(entry);
+            entry.reason = Some(Reason::SourceFailed.as_str().into());
+            entry.message = Some("the source backup FAILED; it cannot be copied".into());
+        }
+        if let Some(target) = &source.target {
+            self.add_source_target(target.id());
+        }
+    }
+
+    /// Follow mode: the followed schedule cannot be used (missing or invalid).
+    pub fn waiting_for_schedule(&mut self, message: String) {
+        self.waiting = Some((Reason::WaitingForSchedule, message));
+    }
+
+    /// Follow mode: the schedule's Region and the destination are in different partitions.
+    pub fn cross_partition(&mut self, destination: &str, region: &str) {
+        self.stalled = Some((
+            Reason::InvalidSpec,
+            format!(
+                "spec.destinationRegion: {destination} is in another partition than the schedule's Region {region}; FSx cannot copy across partitions"
+            ),
+        ));
+    }
+
+    pub fn add_source_target(&mut self, target: &str) {
+        if !self.status.source_targets.iter().any(|t| t == target) {
+            self.status.source_targets.push(target.to_owned());
+        }
+    }
+
+    /// Follow mode: the schedule's backups its retention keeps. Those newer than
+    /// `copiedThrough` (and not so old that this object's `maxAge` would delete
+    /// the copy at once) are queued once AVAILABLE; the watermark moves over the
+    /// settled prefix, never past a source still pending.
+    pub fn follow(&mut self, now: Timestamp, valid: &ValidCopy, mut sources: Vec<Backup>) {
+        let through = self.status.copied_through.as_ref().map(|t| t.0);
+        let too_old = valid
+            .retention
+            .as_ref()
+            .and_then(|p| p.max_age)
+            .and_then(|age| jiff::SignedDuration::try_from(age).ok())
+            .and_then(|age| now.checked_sub(age).ok());
+        sources.sort_by_key(|b| b.created_at);
+        for source in &sources {
+            let created = source.created_at.unwrap_or(now);
+            let known = self
+                .status
+                .copies
+                .iter()
+                .any(|c| c.source_backup_id == source.id);
+            if !known
+                && (through.is_some_and(|t| created <= t)
+                    || too_old.is_some_and(|t| created <= t)
+                    || source.lifecycle == Lifecycle::Failed)
+            {
+                continue;
+            }
+            note_source(self.entry(&source.id), source);
+        }
+        let mut watermark = through;
+        for source in &sources {
+            let created = source.created_at.unwrap_or(now);
+            if through.is_some_and(|t| created <= t) {
+                continue;
+            }
+            let settled = source.lifecycle == Lifecycle::Failed
+                || self
+                    .status
+                    .copies
+                    .iter()
+                    .find(|c| c.source_backup_id == source.id)
+                    .is_none_or(|c| !is_pending(c));
+            if !settled {
+                break;
+            }
+            watermark = Some(created);
+        }
+        self.status.copied_through = watermark.map(Time);
+        self.retention_due = true;
+    }
+
+    /// Copies accepted by FSx and not finished: `(source, destination copy)`.
+    pub fn copying(&self) -> Vec<(String, String)> {
+        self.status
+            .copies
+            .iter()
+            .filter(|c| is_copying(c))
+            .filter_map(|c| Some((c.source_backup_id.clone(), c.destination_backup_id.clone()?)))
+            .collect()
+    }
+
+    /// What the lookup of the copies in flight found. Returns the sources whose
+    /// copies finished (their slots are free).
+    pub fn observe_copies(
+        &mut self,
+        now: Timestamp,
+        destination: &str,
+        found: Result<BackupsById, FsxError>,
+    ) -> Vec<String> {
+        let found = match found {
+            Ok(found) => found,
+            Err(err) => {
+                self.error(&err);
+                return Vec::new();
+            }
+        };
+        let mut finished = Vec::new();
+        for (source, id) in self.copying() {
+            let observed = if let Some(copy) = found.found.iter().find(|b| b.id == id) {
+                copy.clone()
+            } else if found.missing.contains(&id) {
+                Backup {
+                    failure_message: Some("the copy disappeared before it became AVAILABLE".into()),
+                    ..gone(&id)
+                }
+            } else {
+                continue;
+            };
+            if self.settle(now, destination, &source, &observed) {
+                finished.push(source);
+            }
+        }
+        finished
+    }
+
+    /// Records FSx's view of the copy of `source`; when final, reports it once.
+    /// True when it settled now.
+    fn settle(&mut self, now: Timestamp, destination: &str, source: &str, copy: &Backup) -> bool {
+        let entry = self.entry(source);
+        entry.progress_percent = copy.progress_percent;
+        if copy.lifecycle == Lifecycle::Failed || copy.lifecycle == Lifecycle::Deleted {
+            entry.message = copy
+                .failure_message
+                .clone()
+                .or_else(|| Some("FSx reports the copy FAILED".into()));
+        }
+        CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
+        if copy.lifecycle.in_progress() {
+            return false;
+        }
+        entry.completion_time = Some(Time(now));
+        let id = &copy.id;
+        if copy.lifecycle == Lifecycle::Available {
+            let note = format!("copy {id} of {source} is AVAILABLE in {destination}");
+            self.status.last_copy_time = Some(Time(now));
+            self.effects
+                .push(Effect::Count(Counter::CopiesCompleted, 1));
+            self.effects
+                .push(Effect::success(source, Some(id), note.clone()));
+            self.effects
+                .push(Effect::event(false, "CopyCompleted", "CopyBackup", note));
+        } else {
+            let note = format!(
+                "copy {id} of {source} is {}: {}",
+                copy.lifecycle.as_str(),
+                entry.message.clone().unwrap_or_default()
+            );
+            self.effects.push(Effect::Count(Counter::CopiesFailed, 1));
+            self.effects
+                .push(Effect::failure(source, Some(id), note.clone()));
+            self.effects.push(Effect::event(
+                true,
+                Reason::CopyFailed.as_str(),
+                "CopyBackup",
+                note,
+            ));
+        }
+        self.retention_due = true;
+        true
+    }
+
+    /// Queued copies, oldest source first.
+    pub fn queued(&self) -> Vec<String> {
+        let mut queued: Vec<&CopyStatus> = self
+            .status
+            .copies
+            .iter()
+            .filter(|c| CopyPhase::of(c) == CopyPhase::Queued)
+            .collect();
+        queued.sort_by_key(|c| c.source_creation_time.as_ref().map(|t| t.0));
+        queued
+            .into_iter()
+            .map(|c| c.source_backup_id.clone())
+            .collect()
+    }
+
+    /// No copy slot for `source` now.
+    pub fn no_slot(&mut self, source: &str, destination: &str, why: Option<&FsxError>) {
+        let entry = self.entry(source);
+        entry.message = Some(match why {
+            Some(err) => format!("waiting for a copy slot in {destination}: {err}"),
+            None => format!("waiting for a copy slot in {destination}"),
+        });
+        if why.is_some() {
+            self.retry_soon = true;
+        }
+    }
+
+    /// Copies wait for a slot: `Reconciling` until one frees.
+    pub fn out_of_slots(&mut self, destination: &str, limit: usize) {
+        self.waiting.get_or_insert((
+            Reason::WaitingForCopySlot,
+            format!("copies wait for one of the {limit} copy slots in {destination}"),
+        ));
+    }
+
+    /// What FSx answered to `CopyBackup` for `source`. Returns whether the copy
+    /// holds its slot (accepted and still in progress).
+    pub fn started(
+        &mut self,
+        now: Timestamp,
+        valid: &ValidCopy,
+        source: &str,
+        source_region: &str,
+        answer: Result<Backup, FsxError>,
+    ) -> bool {
+        let destination = &valid.destination_region;
+        match answer {
+            Ok(copy) => {
+                let entry = self.entry(source);
+                entry.destination_backup_id = Some(copy.id.clone());
+                entry.start_time = Some(Time(now));
+                entry.message = None;
+                CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
+                self.effects.push(Effect::Count(Counter::CopiesStarted, 1));
+                self.effects.push(Effect::event(
+                    false,
+                    "CopyStarted",
+                    "CopyBackup",
+                    format!(
+                        "copying {source} from {source_region} to {destination} as {}",
+                        copy.id
+                    ),
+                ));
+                // A replayed token can answer with a copy that already finished.
+                !self.settle(now, destination, source, &copy)
+            }
+            Err(err @ FsxError::CopySlotsFull { .. }) => {
+                // Copies started elsewhere fill FSx's limit: back in the queue.
+                self.no_slot(source, destination, Some(&err));
+                false
+            }
+            Err(err @ FsxError::UserAction { .. }) => {
+                let FsxError::UserAction { reason, .. } = err else {
+                    return false;
+                };
+                let entry = self.entry(source);
+                CopyPhase::Blocked.set(entry);
+                entry.reason = Some(Reason::UserAction(reason).as_str().to_owned());
+                entry.message = Some(err.to_string());
+                self.effects.push(Effect::Count(Counter::CopiesFailed, 1));
+                self.effects.push(Effect::failure(
+                    source,
+                    None,
+                    format!("CopyBackup refused: {err}"),
+                ));
+                self.effects.push(Effect::event(
+                    true,
+                    Reason::UserAction(reason).as_str(),
+                    "CopyBackup",
+                    format!("{source}: {err}"),
+                ));
+                self.stalled = Some((Reason::UserAction(reason), err.to_string()));
+                false
+            }
+            Err(err) => {
+                self.entry(source).message = Some(err.to_string());
+                self.error(&err);
+                false
+            }
+        }
+    }
+
+    /// Retention is due: something it depends on changed, or a copy expired.
+    pub fn retention_wanted(&self, expiry_passed: bool) -> bool {
+        self.retention_due || self.spec_changed || expiry_passed
+    }
+
+    /// What retention did: `plan` over this object's copies, and the answer to
+    /// each deletion sent. Returns when retention next expires a copy.
+    pub fn pruned(
+        &mut self,
+        destination: &str,
+        plan: &retention::Plan,
+        copies: &[Backup],
+        deleted: &[(String, Result<(), FsxError>)],
+    ) -> Option<Timestamp> {
+        let mut first_error = None;
+        for decision in &plan.decisions {
+            let Verdict::Delete { reason } = &decision.verdict else {
+                continue;
+            };
+            match deleted.iter().find(|(id, _)| *id == decision.backup_id) {
+                Some((id, Ok(()))) => {
+                    let source = copies
+                        .iter()
+                        .find(|b| b.id == *id)
+                        .and_then(|b| b.tags.get(SOURCE_BACKUP_KEY).cloned())
+                        .unwrap_or_default();
+                    if let Some(entry) = self
+                        .status
+                        .copies
+                        .iter_mut()
+                        .find(|c| c.destination_backup_id.as_deref() == Some(id.as_str()))
+                    {
+                        CopyPhase::Fsx(Lifecycle::Deleted).set(entry);
+                        entry.message = Some(format!("deleted by retention ({})", reason.as_str()));
+                    }
+                    self.effects.push(Effect::Count(Counter::CopiesDeleted, 1));
+                    self.effects.push(Effect::event(
+                        false,
+                        "CopyPruned",
+                        "DeleteBackup",
+                        format!(
+                            "copy {id} of {source} in {destination} deleted by retention ({})",
+                            reason.as_str()
+                        ),
+                    ));
+                }
+                Some((_, Err(err))) => {
+                    first_error.get_or_insert_with(|| err.clone());
+                }
+                None => {}
+            }
+        }
+        if let Some(err) = first_error {
+            self.error(&err);
+        }
+        self.next_expiry = plan.next_expiry;
+        plan.next_expiry
+    }
+
+    /// An FSx error: `Stalled` when only a person can fix it, otherwise retried.
+    pub fn error(&mut self, err: &FsxError) {
+        if let FsxError::UserAction { reason, .. } = err {
+            self.stalled = Some((Reason::UserAction(*reason), err.to_string()));
+            return;
+        }
+        self.retry_soon = true;
+        self.waiting
+            .get_or_insert((Reason::RetryingAfterError, err.to_string()));
+    }
+
+    /// The status list, bounded and newest source first; health; the next wake-up.
+    pub fn finish(
+        mut self,
+        now: Timestamp,
+        valid: &ValidCopy,
+        generation: Option<i64>,
+        previous: &[Condition],
+        pace: Pace,
+    ) -> Applied<FsxBackupCopyStatus> {
+        let copies = &mut self.status.copies;
+        copies.sort_by(|a, b| {
+            b.source_creation_time
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&a.source_creation_time.as_ref().map(|t| t.0))
+                .then_with(|| b.source_backup_id.cmp(&a.source_backup_id))
+        });
+        let mut settled_listed = 0;
+        copies.retain(|c| {
+            if is_pending(c) || is_copying(c) {
+                return true;
+            }
+            settled_listed += 1;
+            settled_listed <= MAX_LISTED_COPIES
+        });
+        let queued = copies
+            .iter()
+            .filter(|c| CopyPhase::of(c) == CopyPhase::Queued)
+            .count();
+        self.status.queued = Some(u32::try_from(queued).unwrap_or(u32::MAX));
+        let health = self.health(valid);
+        let requeue = self.next_wake(now, pace);
+        Applied::with_health(self.status, &health, previous, generation, now)(self.effects, requeue)
+    }
+
+    /// Routine work in flight is healthy (as for schedules); a one-shot copy is
+    /// progressing until its one copy is done.
+    fn health(&self, valid: &ValidCopy) -> Health {
+        let copies = &self.status.copies;
+        if let Some((reason, message)) = &self.stalled {
+            return Health::stalled(*reason, message.clone());
+        }
+        if let Some(blocked) = copies
+            .iter()
+            .find(|c| CopyPhase::of(c) == CopyPhase::Blocked)
+        {
+            let reason = blocked
+                .reason
+                .as_deref()
+                .and_then(Reason::parse)
+                .unwrap_or(Reason::CopyFailed);
+            return Health::stalled(
+                reason,
+                format!(
+                    "{}: {}",
+                    blocked.source_backup_id,
+                    blocked.message.clone().unwrap_or_default()
+                ),
+            );
+        }
+        if let Some((reason, message)) = &self.waiting {
+            return Health::progressing(*reason, message.clone());
+        }
+        let destination = &valid.destination_region;
+        let copying = copies.iter().filter(|c| is_copying(c)).count();
+        let waiting_source = copies
+            .iter()
+            .filter(|c| CopyPhase::of(c) == CopyPhase::WaitingForSource)
+            .count();
+        let one_shot = matches!(valid.source, Source::Backup { .. });
+        let in_flight = |reason: Reason, message: String| {
+            if one_shot {
+                Health::progressing(reason, message)
+            } else {
+                Health::ready(reason, message)
+            }
+        };
+        if copying > 0 {
+            return in_flight(
+                Reason::Copying,
+                format!("{copying} copies in progress to {destination}"),
+            );
+        }
+        if waiting_source > 0 {
+            return in_flight(
+                Reason::WaitingForSource,
+                format!("{waiting_source} source backups are not AVAILABLE yet"),
+            );
+        }
+        if let Some(failed) = copies
+            .iter()
+            .find(|c| CopyPhase::of(c) == CopyPhase::Fsx(Lifecycle::Failed))
+        {
+            return Health::degraded(
+                Reason::CopyFailed,
+                format!(
+                    "the copy of {} failed: {}",
+                    failed.source_backup_id,
+                    failed.message.clone().unwrap_or_default()
+                ),
+            );
+        }
+        match &valid.source {
+            Source::Backup { .. } => Health::ready(
+                Reason::CopyAvailable,
+                format!("the copy is AVAILABLE in {destination}"),
+            ),
+            Source::Schedule { name } => Health::ready(
+                Reason::UpToDate,
+                format!("every backup of {name} is copied to {destination}"),
+            ),
+        }
+    }
+
+    fn next_wake(&self, now: Timestamp, pace: Pace) -> Duration {
+        let mut wake = MAX_REQUEUE;
+        if self
+            .status
+            .copies
+            .iter()
+            .any(|c| is_copying(c) || CopyPhase::of(c) == CopyPhase::WaitingForSource)
+        {
+            wake = wake.min(pace.poll);
+        }
+        if self.retry_soon || self.waiting.is_some() {
+            wake = wake.min(pace.retry);
+        }
+        if let Some(expiry) = self.next_expiry {
+            wake =
+                wake.min(Duration::try_from(expiry.duration_since(now)).unwrap_or(Duration::ZERO));
+        }
+        wake.max(Duration::from_millis(100))
+    }
+}
+
+fn note_source(entry: &mut CopyStatus, source: &Backup) {
+    if !is_pending(entry) {
+        return;
+    }
+    entry.source_creation_time = source.created_at.map(Time);
+    if source.lifecycle == Lifecycle::Available {
+        CopyPhase::Queued.set(entry);
+        entry.message = None;
+    } else {
+        CopyPhase::WaitingForSource.set(entry);
+        entry.message = Some(format!(
+            "the source backup is {}; copied once AVAILABLE",
+            source.lifecycle.as_str()
+        ));
+    }
+}
+
+fn gone(id: &str) -> Backup {
+    Backup {
+        id: id.to_owned(),
+        lifecycle: Lifecycle::Deleted,
+        backup_type: None,
+        progress_percent: None,
+        created_at: None,
+        tags: std::collections::BTreeMap::new(),
+        failure_message: None,
+        target: None,
+        source_backup_id: None,
+        source_region: None,
+    }
+}
+
+/// The `CopyBackup` for `source`: ownership tags (over the source's, with
+/// `copyTags`) and a token that makes a replay the same call.
+pub fn copy_request(
+    valid: &ValidCopy,
+    owner: &Owner,
+    source: &str,
+    source_region: &str,
+) -> CopyBackupRequest {
+    let mut tags = valid.tags.clone();
+    if !valid.copy_tags {
+        tags.insert(NAME_KEY.into(), format!("{}-{source}", owner.name));
+    }
+    // Last, so they win over the source's tags that `copyTags` brings along.
+    tags.extend(ownership_tags(
+        KIND,
+        &owner.namespace,
+        &owner.name,
+        &owner.uid,
+    ));
+    tags.insert(SOURCE_BACKUP_KEY.into(), source.to_owned());
+    CopyBackupRequest {
+        source_backup_id: source.to_owned(),
+        source_region: source_region.to_owned(),
+        kms_key_id: valid.kms_key_id.clone(),
+        copy_tags: valid.copy_tags,
+        tags,
+        client_request_token: copy_token(&owner.uid, source),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,459 @@
+//! The one controller loop every kind runs in. A kind implements [`Reconciler`]
+//! (validate, apply, cleanup); the driver owns everything around it: the watch,
+//! the read-your-writes fresh read, the finalizer, the invalid-spec status, the
+//! status write and the effects that go with it, metrics, panic isolation and
+//! the error policy (per-object exponential backoff; no retries for what only a
+//! person can fix).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::effects::{Effect, perform};
+use super::{Context, Error, FINALIZER, ObjectKey};
+use crate::conditions::{Health, Reason};
+use crate::crd::common::Notifications;
+use crate::fsx::{FsxApi, FsxError};
+use crate::metrics::{ControllerLabels, ErrorLabels};
+
+/// Longest wait between retries of a failing reconcile.
+pub const MAX_BACKOFF: Duration = Duration::from_mins(5);
+
+/// The status every kind carries: the kstatus conditions and the generation they are for.
+pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Send + Sync {
+    fn conditions(&self) -> &[Condition];
+    fn set_health(&mut self, conditions: Vec<Condition>, generation: Option<i64>);
+}
+
+/// Both kinds' status types carry `conditions` and `observedGeneration`.
+macro_rules! object_status {
+    ($($status:ty),+) => {$(
+        impl ObjectStatus for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn set_health(&mut self, conditions: Vec<Condition>, generation: Option<i64>) {
+                self.conditions = conditions;
+                self.observed_generation = generation;
+            }
+        }
+    )+};
+}
+object_status!(
+    crate::crd::schedule::FsxBackupScheduleStatus,
+    crate::crd::copy::FsxBackupCopyStatus
+);
+
+/// What an `apply` decided: the status to record, what to tell the world once it
+/// is recorded, and when to look again.
+#[derive(Debug)]
+pub struct Applied<S> {
+    pub status: S,
+    pub effects: Vec<Effect>,
+    pub requeue: Duration,
+}
+
+impl<S: ObjectStatus> Applied<S> {
+    /// `status` with `health` as its conditions (transition times kept from
+    /// `previous`), for `generation`.
+    pub fn with_health(
+        mut status: S,
+        health: &Health,
+        previous: &[Condition],
+        generation: Option<i64>,
+        now: Timestamp,
+    ) -> impl FnOnce(Vec<Effect>, Duration) -> Self {
+        status.set_health(health.conditions(previous, generation, now), generation);
+        move |effects, requeue| Self {
+            status,
+            effects,
+            requeue,
+        }
+    }
+}
+
+/// How often to poll work in flight and retry transient failures.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub poll: Duration,
+    pub retry: Duration,
+}
+
+/// One kind of custom resource the operator reconciles.
+pub trait Reconciler: Send + Sync + Sized + 'static {
+    type Object: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+        + Send
+        + Sync
+        + 'static;
+    type Status: ObjectStatus;
+    /// The spec after every check that the schema cannot do.
+    type Valid: Send + Sync;
+    type Fsx: FsxApi;
+    /// Label of this controller in metrics and logs (`schedule`, `copy`).
+    const NAME: &'static str;
+
+    fn context(&self) -> &Context<Self::Fsx>;
+    fn status(object: &Self::Object) -> Option<&Self::Status>;
+    fn notifications(object: &Self::Object) -> Option<&Notifications>;
+    /// Pure: the spec as the reconciler acts on it, or the message naming the field to fix.
+    fn validate(&self, object: &Self::Object, now: Timestamp) -> Result<Self::Valid, String>;
+    /// Fetch, plan and execute for a valid object; the driver records the result.
+    fn apply(
+        &self,
+        object: &Self::Object,
+        valid: Self::Valid,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Applied<Self::Status>, Error>> + Send;
+    /// The object is being deleted: whatever its deletion policy asks for.
+    fn cleanup(&self, object: &Self::Object) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// After every reconcile (e.g. queue gauges).
+    fn after_reconcile(&self) {}
+}
+
+/// What every controller of the process is wired to.
+#[derive(Clone, Debug)]
+pub struct Wiring {
+    /// Ticks when the test clock moves: every object is looked at again.
+    pub clock_moved: Option<watch::Receiver<()>>,
+    /// Counts controllers whose cache is synced, for `/readyz`.
+    pub synced: Arc<AtomicUsize>,
+}
+
+/// Runs `reconciler`'s controller over `api` until `shutdown` fires. `configure`
+/// adds kind-specific triggers (watches of related objects, wake-up channels).
+pub async fn run<R: Reconciler>(
+    reconciler: Arc<R>,
+    api: Api<R::Object>,
+    configure: impl FnOnce(Controller<R::Object>) -> Controller<R::Object>,
+    wiring: Wiring,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Wiring {
+        clock_moved,
+        synced,
+    } = wiring;
+    let concurrency = reconciler.context().settings.max_concurrent_reconciles;
+    let controller = Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    count_when_synced(controller.store(), synced);
+    let mut controller = configure(controller).graceful_shutdown_on(shutdown);
+    if let Some(rx) = clock_moved {
+        controller = controller.reconcile_all_on(changes(rx));
+    }
+    controller
+        .run(reconcile::<R>, error_policy::<R>, reconciler)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(controller = R::NAME, error = %err, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+async fn reconcile<R: Reconciler>(
+    object: Arc<R::Object>,
+    reconciler: Arc<R>,
+) -> Result<Action, Error> {
+    let ctx = reconciler.context();
+    let key = ObjectKey::of(&*object);
+    tracing::debug!(object = %key, "reconciling");
+    let api: Api<R::Object> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let started = std::time::Instant::now();
+    // A bug in one object's reconcile must not take every other object down with it.
+    let result = AssertUnwindSafe(guarded(&*reconciler, &api, object))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(object = %key, panic = %message, "reconcile panicked");
+            Err(Error::Panicked(message))
+        });
+    observe(ctx, R::NAME, started, &result);
+    if result.is_ok() {
+        ctx.memory(&key, |m| m.failures = 0);
+    }
+    reconciler.after_reconcile();
+    result
+}
+
+async fn guarded<R: Reconciler>(
+    reconciler: &R,
+    api: &Api<R::Object>,
+    object: Arc<R::Object>,
+) -> Result<Action, Error> {
+    let ctx = reconciler.context();
+    let object = ctx.fresh(api, object).await?;
+    finalizer(api, FINALIZER, object, |event| async {
+        match event {
+            Finalizer::Apply(object) => apply(reconciler, api, &object).await,
+            Finalizer::Cleanup(object) => {
+                let result = reconciler.cleanup(&object).await;
+                if result.is_ok() {
+                    ctx.forget(&ObjectKey::of(&*object));
+                }
+                result
+            }
+        }
+    })
+    .await
+    .map_err(|err| match err {
+        kube::runtime::finalizer::Error::ApplyFailed(err)
+        | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Validate, then apply and record; an invalid spec is recorded as `Stalled` and
+/// waits for the next spec change.
+async fn apply<R: Reconciler>(
+    reconciler: &R,
+    api: &Api<R::Object>,
+    object: &R::Object,
+) -> Result<Action, Error> {
+    let ctx = reconciler.context();
+    let now = ctx.clock.now();
+    let generation = object.meta().generation;
+    let previous = R::status(object);
+    let valid = match reconciler.validate(object, now) {
+        Ok(valid) => valid,
+        Err(message) => {
+            let mut status = previous.cloned().unwrap_or_default();
+            let old = status.conditions().to_vec();
+            let effects = if old.iter().any(|c| c.message == message) {
+                Vec::new()
+            } else {
+                vec![Effect::event(
+                    true,
+                    Reason::InvalidSpec.as_str(),
+                    "Validate",
+                    message.clone(),
+                )]
+            };
+            let health = Health::stalled(Reason::InvalidSpec, message);
+            status.set_health(health.conditions(&old, generation, now), generation);
+            record(
+                ctx,
+                api,
+                object,
+                previous,
+                &status,
+                R::notifications(object),
+                effects,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let applied = reconciler.apply(object, valid, now).await?;
+    record(
+        ctx,
+        api,
+        object,
+        previous,
+        &applied.status,
+        R::notifications(object),
+        applied.effects,
+    )
+    .await?;
+    Ok(Action::requeue(applied.requeue))
+}
+
+/// Writes `status` (only when it changed), then performs the effects that describe
+/// it: after the write, so a failed write that is retried does not report twice.
+async fn record<F, K, S>(
+    ctx: &Context<F>,
+    api: &Api<K>,
+    object: &K,
+    previous: Option<&S>,
+    status: &S,
+    notifications: Option<&Notifications>,
+    effects: Vec<Effect>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: ObjectStatus,
+{
+    ctx.write_status(api, object, previous, status).await?;
+    perform(ctx, object, notifications, effects).await;
+    Ok(())
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects
+fn error_policy<R: Reconciler>(
+    object: Arc<R::Object>,
+    error: &Error,
+    reconciler: Arc<R>,
+) -> Action {
+    let ctx = reconciler.context();
+    let key = ObjectKey::of(&*object);
+    let failures = ctx.memory(&key, |m| {
+        m.failures = m.failures.saturating_add(1);
+        m.failures
+    });
+    let delay = retry_delay(
+        error,
+        failures,
+        ctx.settings.retry_interval,
+        ctx.settings.poll_interval,
+    );
+    tracing::warn!(object = %key, kind = error.kind(), error = %error, retry_in = ?delay, "reconcile failed");
+    delay.map_or_else(Action::await_change, Action::requeue)
+}
+
+/// When to try again after the `failures`-th failure in a row: `None` waits for a
+/// change of the object (only a person can fix it).
+pub fn retry_delay(
+    error: &Error,
+    failures: u32,
+    retry: Duration,
+    poll: Duration,
+) -> Option<Duration> {
+    match error {
+        Error::InvalidSpec(_) => None,
+        // Waiting for backups in flight, not failing: look again at the poll pace.
+        Error::CleanupPending(_) => Some(poll),
+        // Needs a person, but the fix (an IAM policy, a quota) happens outside the
+        // object: look again at the slowest pace.
+        Error::Fsx(FsxError::UserAction { .. }) => Some(MAX_BACKOFF.max(retry)),
+        _ => {
+            let exponent = failures.saturating_sub(1).min(16);
+            Some(
+                retry
+                    .saturating_mul(1 << exponent)
+                    .min(MAX_BACKOFF.max(retry)),
+            )
+        }
+    }
+}
+
+/// Records a reconcile's duration and, when it failed, its error kind.
+fn observe<F>(
+    ctx: &Context<F>,
+    controller: &str,
+    started: std::time::Instant,
+    result: &Result<Action, Error>,
+) {
+    let labels = ControllerLabels {
+        controller: controller.to_owned(),
+    };
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(err) = result {
+        ctx.metrics
+            .reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_owned(),
+                kind: err.kind().to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
+fn count_when_synced<K>(store: Store<K>, synced: Arc<AtomicUsize>)
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
+{
+    tokio::spawn(async move {
+        // The store's readiness signal wakes only its latest waiter (the controller's own),
+        // so wait in short rounds: each round polls it afresh.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    let n = synced.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
+                    return;
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cache never synced");
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// A stream that yields each time the watched value changes (the test clock moved).
+fn changes(rx: watch::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RETRY: Duration = Duration::from_secs(2);
+    const POLL: Duration = Duration::from_secs(7);
+
+    fn transient() -> Error {
+        Error::Finalizer("x".into())
+    }
+
+    #[test]
+    fn transient_errors_back_off_exponentially_up_to_a_cap() {
+        let delays: Vec<Duration> = (1..=12)
+            .map(|n| retry_delay(&transient(), n, RETRY, POLL).expect("retried"))
+            .collect();
+        assert_eq!(delays[0], RETRY);
+        assert_eq!(delays[1], RETRY * 2);
+        assert_eq!(delays[4], RETRY * 16);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*delays.last().expect("some"), MAX_BACKOFF);
+        assert_eq!(
+            retry_delay(&transient(), u32::MAX, RETRY, POLL),
+            Some(MAX_BACKOFF)
+        );
+    }
+
+    #[test]
+    fn what_only_a_person_can_fix_is_not_retried_in_a_loop() {
+        assert_eq!(
+            retry_delay(&Error::InvalidSpec("x".into()), 1, RETRY, POLL),
+            None
+        );
+        let denied = Error::Fsx(FsxError::UserAction {
+            operation: "DeleteBackup",
+            region: "us-east-1".into(),
+            reason: crate::fsx::UserActionReason::AccessDenied,
+            code: "AccessDenied".into(),
+            message: "no".into(),
+        });
+        assert_eq!(retry_delay(&denied, 1, RETRY, POLL), Some(MAX_BACKOFF));
+    }
+
+    #[test]
+    fn cleanup_waiting_for_backups_polls_without_backoff() {
+        let pending = Error::CleanupPending("busy".into());
+        assert_eq!(retry_delay(&pending, 9, RETRY, POLL), Some(POLL));
+    }
+}

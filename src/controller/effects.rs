@@ -1,0 +1,257 @@
+//! What a plan reports besides status: Kubernetes events, SNS notifications and
+//! metric updates. Planners return them as plain values (so table tests can
+//! compare them); [`perform`] sends them once the status they describe is written.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use kube::{Resource, ResourceExt};
+
+use super::{Context, FIELD_MANAGER, truncate};
+use crate::crd::common::Notifications;
+use crate::metrics::{ControllerLabels, Metrics};
+use crate::notify::Notification;
+
+/// A counter of one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    BackupsCreated,
+    BackupsFailed,
+    BackupsDeleted,
+    MissedRuns,
+    CopiesStarted,
+    CopiesCompleted,
+    CopiesFailed,
+    CopiesDeleted,
+}
+
+/// One thing to tell the world about an object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// An `events.k8s.io/v1` Event on the object.
+    Event {
+        warning: bool,
+        reason: String,
+        action: &'static str,
+        note: String,
+    },
+    /// An SNS notification, if the object asks for them (failures always,
+    /// successes only with `onSuccess`).
+    Notify {
+        succeeded: bool,
+        /// File system, volume or source backup it is about.
+        subject: String,
+        backup_id: Option<String>,
+        detail: String,
+    },
+    Count(Counter, u64),
+    /// How late a scheduled backup was asked for, in seconds.
+    Lateness(f64),
+    /// A target's newest backup became AVAILABLE.
+    LastSuccess {
+        target: String,
+        at: Timestamp,
+    },
+    /// When the next run is due, and the gap to the run after it.
+    NextRun {
+        at: Timestamp,
+        interval: Option<Duration>,
+    },
+}
+
+impl Effect {
+    pub fn event(warning: bool, reason: &str, action: &'static str, note: String) -> Self {
+        Self::Event {
+            warning,
+            reason: reason.to_owned(),
+            action,
+            note,
+        }
+    }
+
+    pub fn failure(subject: &str, backup_id: Option<&str>, detail: String) -> Self {
+        Self::Notify {
+            succeeded: false,
+            subject: subject.to_owned(),
+            backup_id: backup_id.map(str::to_owned),
+            detail,
+        }
+    }
+
+    pub fn success(subject: &str, backup_id: Option<&str>, detail: String) -> Self {
+        Self::Notify {
+            succeeded: true,
+            subject: subject.to_owned(),
+            backup_id: backup_id.map(str::to_owned),
+            detail,
+        }
+    }
+}
+
+/// Sends `effects` about `object`, in order. Never fails: an event or a notification
+/// that cannot be sent is logged (notifications publish in the background).
+pub async fn perform<F, K>(
+    ctx: &Context<F>,
+    object: &K,
+    notifications: Option<&Notifications>,
+    effects: Vec<Effect>,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    for effect in effects {
+        match effect {
+            Effect::Event {
+                warning,
+                reason,
+                action,
+                note,
+            } => publish_event(ctx, object, warning, &reason, action, &note).await,
+            Effect::Notify {
+                succeeded,
+                subject,
+                backup_id,
+                detail,
+            } => notify(
+                ctx,
+                notifications,
+                Notification {
+                    topic_arn: String::new(),
+                    outcome: if succeeded { "Succeeded" } else { "Failed" },
+                    kind: kind_name::<K>(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    target: subject,
+                    backup_id,
+                    detail,
+                },
+            ),
+            Effect::Count(counter, by) => count(&ctx.metrics, counter, &namespace, &name, by),
+            Effect::Lateness(seconds) => ctx
+                .metrics
+                .schedule_lateness
+                .get_or_create(&ControllerLabels {
+                    controller: "schedule".into(),
+                })
+                .observe(seconds),
+            Effect::LastSuccess { target, at } => {
+                ctx.metrics
+                    .last_successful_backup
+                    .get_or_create(&Metrics::target(&namespace, &name, &target))
+                    .set(seconds(at));
+            }
+            Effect::NextRun { at, interval } => {
+                let labels = Metrics::schedule(&namespace, &name);
+                ctx.metrics
+                    .next_scheduled_run
+                    .get_or_create(&labels)
+                    .set(seconds(at));
+                if let Some(interval) = interval {
+                    ctx.metrics
+                        .schedule_interval
+                        .get_or_create(&labels)
+                        .set(interval.as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly for millennia
+fn seconds(at: Timestamp) -> f64 {
+    at.as_second() as f64
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "FsxBackupSchedule" => "FsxBackupSchedule",
+        "FsxBackupCopy" => "FsxBackupCopy",
+        _ => "object",
+    }
+}
+
+fn count(metrics: &Metrics, counter: Counter, namespace: &str, name: &str, by: u64) {
+    let schedule = || Metrics::schedule(namespace, name);
+    let copy = || Metrics::copy(namespace, name);
+    match counter {
+        Counter::BackupsCreated => metrics
+            .backups_created
+            .get_or_create(&schedule())
+            .inc_by(by),
+        Counter::BackupsFailed => metrics.backups_failed.get_or_create(&schedule()).inc_by(by),
+        Counter::BackupsDeleted => metrics
+            .backups_deleted
+            .get_or_create(&schedule())
+            .inc_by(by),
+        Counter::MissedRuns => metrics.missed_runs.get_or_create(&schedule()).inc_by(by),
+        Counter::CopiesStarted => metrics.copies_started.get_or_create(&copy()).inc_by(by),
+        Counter::CopiesCompleted => metrics.copies_completed.get_or_create(&copy()).inc_by(by),
+        Counter::CopiesFailed => metrics.copies_failed.get_or_create(&copy()).inc_by(by),
+        Counter::CopiesDeleted => metrics.copies_deleted.get_or_create(&copy()).inc_by(by),
+    };
+}
+
+/// Publishes to the object's SNS topic: failures always, successes only with `onSuccess`.
+fn notify<F>(ctx: &Context<F>, spec: Option<&Notifications>, notification: Notification) {
+    let Some(spec) = spec else { return };
+    let Some(topic) = spec.sns_topic_arn.clone() else {
+        return;
+    };
+    if notification.outcome == "Succeeded" && !spec.on_success.unwrap_or(false) {
+        return;
+    }
+    if let Some(notifier) = &ctx.notifier {
+        notifier.send(Notification {
+            topic_arn: topic,
+            ..notification
+        });
+    }
+}
+
+/// Publishes an `events.k8s.io/v1` Event; a failure to do so is logged, never fatal.
+///
+/// Created directly rather than through kube's `Recorder`, which folds events with the
+/// same reason into one series that keeps the first note: "backup B created" would be
+/// hidden behind "backup A created". Planners emit only on transitions, so each event
+/// is worth its own object.
+pub async fn publish_event<F, K>(
+    ctx: &Context<F>,
+    object: &K,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: &str,
+) where
+    K: Resource<DynamicType = ()>,
+{
+    let regarding = object.object_ref(&());
+    let namespace = regarding
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let now = Timestamp::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", object.name_any(), now.as_nanosecond())),
+            namespace: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(now)),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        reason: Some(reason.into()),
+        action: Some(action.into()),
+        note: Some(truncate(note, 1000)),
+        regarding: Some(regarding),
+        reporting_controller: Some(FIELD_MANAGER.into()),
+        reporting_instance: Some(ctx.reporting_instance.clone()),
+        ..Event::default()
+    };
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(err) = api.create(&PostParams::default(), &event).await {
+        tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
+    }
+}

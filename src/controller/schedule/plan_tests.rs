@@ -1,0 +1,728 @@
+//! Table tests of the schedule planner: every decision, with plain values, no
+//! apiserver and no FSx.
+#![allow(clippy::needless_pass_by_value)] // JSON literals read best passed by value
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::crd::schedule::FsxBackupSchedule;
+use crate::fsx::{BackupType, UserActionReason};
+use crate::ownership::OWNER_UID_KEY;
+
+use crate::validate::schedule::validate;
+
+const UID: &str = "0d6c1f7e-uid";
+const PACE: Pace = Pace {
+    poll: Duration::from_secs(30),
+    retry: Duration::from_secs(10),
+};
+
+fn at(text: &str) -> Timestamp {
+    text.parse().expect("timestamp")
+}
+
+fn valid(spec: serde_json::Value) -> ValidSchedule {
+    let object: FsxBackupSchedule = serde_json::from_value(json!({
+        "apiVersion": "fsxbackup.io/v1alpha1",
+        "kind": "FsxBackupSchedule",
+        "metadata": {"name": "nightly", "namespace": "storage", "uid": UID, "generation": 1},
+        "spec": spec,
+    }))
+    .expect("object");
+    validate(&object, Some("us-east-1"), at("2026-01-01T00:00:00Z")).expect("valid")
+}
+
+fn hourly(extra: serde_json::Value) -> ValidSchedule {
+    let mut spec =
+        json!({"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 * * * *"});
+    spec.as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().expect("object").clone());
+    valid(spec)
+}
+
+fn owner() -> Owner {
+    Owner {
+        namespace: "storage".into(),
+        name: "nightly".into(),
+        uid: UID.into(),
+    }
+}
+
+fn backup(id: &str, lifecycle: Lifecycle, created: &str) -> Backup {
+    Backup {
+        id: id.into(),
+        lifecycle,
+        backup_type: Some(BackupType::UserInitiated),
+        progress_percent: None,
+        created_at: Some(at(created)),
+        tags: ownership_tags(KIND, "storage", "nightly", UID),
+        failure_message: None,
+        target: Some(BackupTarget::FileSystem("fs-0123456789abcdef0".into())),
+        source_backup_id: None,
+        source_region: None,
+    }
+}
+
+fn user_action(reason: UserActionReason, code: &str) -> FsxError {
+    FsxError::UserAction {
+        operation: "CreateBackup",
+        region: "us-east-1".into(),
+        reason,
+        code: code.into(),
+        message: "refused".into(),
+    }
+}
+
+fn busy() -> FsxError {
+    FsxError::RetryLater {
+        operation: "CreateBackup",
+        region: "us-east-1".into(),
+        code: "BackupInProgress".into(),
+        message: "a backup is in progress".into(),
+    }
+}
+
+/// A status as the planner leaves it once the schedule has been seen, with the
+/// run at `slot` pending.
+fn pending(valid: &ValidSchedule, slot: &str) -> FsxBackupScheduleStatus {
+    FsxBackupScheduleStatus {
+        observed_generation: Some(1),
+        observed_schedule: Some(valid.schedule_key.clone()),
+        next_schedule_time: Some(Time(at(slot))),
+        targets: vec![TargetStatus {
+            id: "fs-0123456789abcdef0".into(),
+            managed_backup_count: Some(0),
+            ..TargetStatus::default()
+        }],
+        ..FsxBackupScheduleStatus::default()
+    }
+}
+
+fn reason_of(applied: &Applied<FsxBackupScheduleStatus>, type_: &str) -> (String, String) {
+    let c = applied
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+fn events(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs one reconcile up to the creates and answers each with `answer`.
+fn reconcile_creates(
+    valid: &ValidSchedule,
+    status: &FsxBackupScheduleStatus,
+    now: Timestamp,
+    answer: impl Fn(&Create) -> Result<Backup, FsxError>,
+) -> (Work, Vec<Create>) {
+    let mut work = Work::start(Some(status), Some(1));
+    work.runs(now, valid);
+    let creates = work.creates(now, valid, &owner(), None);
+    for create in &creates {
+        work.created(now, valid, create, answer(create));
+    }
+    (work, creates)
+}
+
+#[test]
+fn a_new_schedule_waits_for_its_first_run_and_is_ready() {
+    let valid = hourly(json!({}));
+    let now = at("2026-03-01T10:20:00Z");
+    let mut work = Work::start(None, Some(1));
+    assert_eq!(work.runs(now, &valid), None);
+    assert!(
+        work.needs_targets(None),
+        "targets are resolved on the first look"
+    );
+    work.select(&select_file_systems(&valid.targets, Vec::new()));
+    assert!(work.creates(now, &valid, &owner(), None).is_empty());
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        applied.status.next_schedule_time,
+        Some(Time(at("2026-03-01T11:00:00Z")))
+    );
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("True".into(), "Scheduled".into())
+    );
+    assert_eq!(applied.requeue, Duration::from_mins(40), "wakes at the run");
+}
+
+#[test]
+fn a_due_run_makes_one_backup_per_target_with_a_replayable_token() {
+    let valid = valid(json!({
+        "target": {"fileSystemIds": ["fs-0123456789abcdef0", "fs-0123456789abcdef1"]},
+        "schedule": "0 * * * *",
+        "tags": {"team": "storage"},
+    }));
+    let slot = at("2026-03-01T11:00:00Z");
+    let mut status = pending(&valid, "2026-03-01T11:00:00Z");
+    status.targets.push(TargetStatus {
+        id: "fs-0123456789abcdef1".into(),
+        ..TargetStatus::default()
+    });
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(
+        work.runs(slot + SignedDuration::from_secs(2), &valid),
+        Some(slot)
+    );
+    let creates = work.creates(slot + SignedDuration::from_secs(2), &valid, &owner(), None);
+    assert_eq!(creates.len(), 2);
+    for create in &creates {
+        assert_eq!(create.slot, slot);
+        assert_eq!(
+            create.request.client_request_token,
+            scheduled_backup_token(UID, &create.target_id, slot)
+        );
+        assert_eq!(
+            create.request.tags[SCHEDULED_TIME_KEY],
+            "2026-03-01T11:00:00Z"
+        );
+        assert_eq!(create.request.tags["team"], "storage");
+        assert_eq!(create.request.tags[OWNER_UID_KEY], UID);
+    }
+    assert_eq!(
+        work.status.next_schedule_time,
+        Some(Time(at("2026-03-01T12:00:00Z")))
+    );
+}
+
+#[test]
+fn a_target_that_has_its_backup_for_the_run_is_not_asked_again() {
+    let valid = hourly(json!({}));
+    let slot = at("2026-03-01T11:00:00Z");
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.last_schedule_time = Some(Time(slot));
+    status.targets[0].last_scheduled_time = Some(Time(slot));
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(work.runs(slot + SignedDuration::from_mins(5), &valid), None);
+    assert!(
+        work.creates(slot + SignedDuration::from_mins(5), &valid, &owner(), None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_late_run_gets_its_whole_backup_timeout() {
+    // The operator was down from before :00 until :15; backupTimeout is 10m.
+    let valid = hourly(json!({"backupTimeout": "10m"}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T11:15:00Z");
+    let (mut work, creates) = reconcile_creates(&valid, &status, now, |_| {
+        Ok(backup(
+            "backup-01234567",
+            Lifecycle::Creating,
+            "2026-03-01T11:15:00Z",
+        ))
+    });
+    assert_eq!(creates.len(), 1, "the late run is taken once");
+    let found = BackupsById {
+        found: vec![backup(
+            "backup-01234567",
+            Lifecycle::Creating,
+            "2026-03-01T11:15:00Z",
+        )],
+        missing: Vec::new(),
+    };
+    work.settle(now, &valid, Some(&found));
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let last = applied.status.targets[0]
+        .last_backup
+        .clone()
+        .expect("last backup");
+    assert_eq!(last.failure_message, None, "not failed at once");
+    assert_eq!(last.request_time, Some(Time(now)));
+    assert!(!events(&applied.effects).contains(&"BackupFailed".to_owned()));
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("True".into(), "BackupCreated".into())
+    );
+    assert_eq!(applied.requeue, PACE.poll, "polls while in flight");
+
+    // Nine minutes after the request it is still within its timeout…
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.settle(now + SignedDuration::from_mins(9), &valid, Some(&found));
+    assert_eq!(
+        work.status.targets[0]
+            .last_backup
+            .as_ref()
+            .and_then(|b| b.failure_message.clone()),
+        None
+    );
+    // …eleven minutes after, it is not.
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.settle(now + SignedDuration::from_mins(11), &valid, Some(&found));
+    let failed = work.status.targets[0].last_backup.clone().expect("last");
+    assert!(
+        failed
+            .failure_message
+            .is_some_and(|m| m.contains("backupTimeout 10m"))
+    );
+}
+
+#[test]
+fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
+    let valid = hourly(json!({"backupTimeout": "1h"}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-01234567".into(),
+        lifecycle: "CREATING".into(),
+        request_time: Some(Time(at("2026-03-01T10:00:00Z"))),
+        scheduled_time: Some(Time(at("2026-03-01T10:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:30:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    work.settle(now, &valid, None);
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(events(&applied.effects), vec!["BackupFailed"]);
+    assert!(
+        applied
+            .effects
+            .contains(&Effect::Count(Counter::BackupsFailed, 1))
+    );
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("False".into(), "BackupFailed".into())
+    );
+    assert_eq!(
+        applied.status.targets[0]
+            .last_backup
+            .as_ref()
+            .and_then(|b| b.settled),
+        Some(true)
+    );
+
+    let mut again = Work::start(Some(&applied.status), Some(1));
+    again.settle(now + SignedDuration::from_mins(1), &valid, None);
+    assert!(
+        again.effects.is_empty(),
+        "settled once: {:?}",
+        again.effects
+    );
+}
+
+#[test]
+fn an_available_backup_settles_with_success_and_a_retention_pass() {
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-00000002".into(),
+        lifecycle: "CREATING".into(),
+        request_time: Some(Time(at("2026-03-01T11:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:05:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    let found = BackupsById {
+        found: vec![backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        )],
+        missing: Vec::new(),
+    };
+    work.settle(now, &valid, Some(&found));
+    assert_eq!(
+        work.retention_targets(now),
+        vec!["fs-0123456789abcdef0".to_owned()]
+    );
+    assert_eq!(work.status.last_successful_time, Some(Time(now)));
+    assert!(work.effects.contains(&Effect::LastSuccess {
+        target: "fs-0123456789abcdef0".into(),
+        at: now
+    }));
+
+    let backups = vec![
+        backup(
+            "backup-00000001",
+            Lifecycle::Available,
+            "2026-03-01T10:00:00Z",
+        ),
+        backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        ),
+    ];
+    let plan = retention::plan(
+        now,
+        &valid.retention,
+        valid.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    assert_eq!(
+        retention::deletions(&plan, &backups, UID),
+        vec!["backup-00000001"]
+    );
+    work.pruned(
+        "fs-0123456789abcdef0",
+        &plan,
+        &[("backup-00000001".into(), Ok(()))],
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let target = &applied.status.targets[0];
+    assert_eq!(target.managed_backup_count, Some(1));
+    assert_eq!(target.managed_backups[0].id, "backup-00000002");
+    assert_eq!(
+        events(&applied.effects),
+        vec!["BackupAvailable", "BackupPruned"]
+    );
+}
+
+#[test]
+fn a_failed_deletion_is_kept_listed_as_pending_and_retried_soon() {
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let status = pending(&valid, "2026-03-01T12:00:00Z");
+    let now = at("2026-03-01T11:05:00Z");
+    let backups = vec![
+        backup(
+            "backup-00000001",
+            Lifecycle::Available,
+            "2026-03-01T10:00:00Z",
+        ),
+        backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        ),
+    ];
+    let plan = retention::plan(
+        now,
+        &valid.retention,
+        valid.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    let mut work = Work::start(Some(&status), Some(1));
+    work.pruned(
+        "fs-0123456789abcdef0",
+        &plan,
+        &[("backup-00000001".into(), Err(busy()))],
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let listed = &applied.status.targets[0].managed_backups;
+    assert_eq!(
+        listed
+            .iter()
+            .find(|b| b.id == "backup-00000001")
+            .and_then(|b| b.kept_by.clone()),
+        Some("pendingDeletion".into())
+    );
+    assert!(
+        events(&applied.effects).is_empty(),
+        "nothing reported as pruned"
+    );
+    assert_eq!(applied.requeue, PACE.retry);
+}
+
+#[test]
+fn a_run_waiting_behind_the_previous_backup_retries_then_counts_as_missed() {
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T11:00:01Z");
+    let (work, _) = reconcile_creates(&valid, &status, now, |_| Err(busy()));
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Reconciling"),
+        ("True".into(), "WaitingForPreviousBackup".into())
+    );
+    assert_eq!(applied.requeue, PACE.retry);
+    assert_eq!(
+        applied.status.targets[0].last_scheduled_time, None,
+        "the run is still owed"
+    );
+
+    // The next run arrives while the previous one still waits: counted, with its reason.
+    let later = at("2026-03-01T12:00:01Z");
+    let (work, creates) = reconcile_creates(&valid, &applied.status, later, |_| Err(busy()));
+    assert_eq!(creates.len(), 1, "only the new run is asked for");
+    assert_eq!(creates[0].slot, at("2026-03-01T12:00:00Z"));
+    assert_eq!(work.status.missed_runs, Some(1));
+    assert!(events(&work.effects).contains(&"MissedSchedule".to_owned()));
+}
+
+#[test]
+fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
+    let valid = hourly(json!({"startingDeadlineSeconds": 600}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    // Back 25h05m later: the latest run (5 minutes late) is taken, the 25 before it counted.
+    let now = at("2026-03-02T12:05:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(work.runs(now, &valid), Some(at("2026-03-02T12:00:00Z")));
+    assert_eq!(work.status.missed_runs, Some(25));
+    assert!(
+        work.effects
+            .contains(&Effect::Count(Counter::MissedRuns, 25))
+    );
+    assert_eq!(work.creates(now, &valid, &owner(), None).len(), 1);
+
+    // Back 20 minutes after a run: beyond the deadline, nothing is made.
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(work.runs(at("2026-03-01T11:20:00Z"), &valid), None);
+    assert_eq!(work.status.missed_runs, Some(1));
+    let applied = work.finish(at("2026-03-01T11:20:00Z"), &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("False".into(), "MissedSchedule".into())
+    );
+}
+
+#[test]
+fn a_suspended_schedule_makes_nothing_and_is_ready() {
+    let valid = hourly(json!({"suspend": true}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T13:30:00Z");
+    let (work, creates) = reconcile_creates(&valid, &status, now, |_| unreachable!("no call"));
+    assert!(creates.is_empty());
+    assert_eq!(
+        work.status.missed_runs, None,
+        "suspended runs are not missed"
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("True".into(), "Suspended".into())
+    );
+}
+
+#[test]
+fn a_missing_target_stalls_with_the_reason_fsx_gave() {
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T11:00:01Z");
+    let (work, _) = reconcile_creates(&valid, &status, now, |_| {
+        Err(user_action(
+            UserActionReason::TargetNotFound,
+            "FileSystemNotFound",
+        ))
+    });
+    assert_eq!(events(&work.effects), vec!["TargetNotFound"]);
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Stalled"),
+        ("True".into(), "TargetNotFound".into())
+    );
+    let target = &applied.status.targets[0];
+    assert_eq!(target.reason.as_deref(), Some("TargetNotFound"));
+    assert_eq!(
+        target.last_scheduled_time,
+        Some(Time(at("2026-03-01T11:00:00Z"))),
+        "given up for this run"
+    );
+
+    // Refused again at the next run: no second event for the same message.
+    let (again, _) = reconcile_creates(&valid, &applied.status, at("2026-03-01T12:00:01Z"), |_| {
+        Err(user_action(
+            UserActionReason::TargetNotFound,
+            "FileSystemNotFound",
+        ))
+    });
+    assert!(events(&again.effects).is_empty());
+}
+
+#[test]
+fn one_broken_target_of_two_degrades_instead_of_stalling() {
+    let valid = valid(
+        json!({"target": {"fileSystemIds": ["fs-0123456789abcdef0", "fs-0123456789abcdef1"]}, "schedule": "0 * * * *"}),
+    );
+    let mut status = pending(&valid, "2026-03-01T11:00:00Z");
+    status.targets.push(TargetStatus {
+        id: "fs-0123456789abcdef1".into(),
+        ..TargetStatus::default()
+    });
+    let now = at("2026-03-01T11:00:01Z");
+    let (work, _) = reconcile_creates(&valid, &status, now, |create| {
+        if create.target_id.ends_with('1') {
+            Err(user_action(UserActionReason::AccessDenied, "AccessDenied"))
+        } else {
+            Ok(backup(
+                "backup-01234567",
+                Lifecycle::Creating,
+                "2026-03-01T11:00:01Z",
+            ))
+        }
+    });
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("False".into(), "AccessDenied".into())
+    );
+    assert_eq!(
+        reason_of(&applied, "Stalled"),
+        ("False".into(), "NotStalled".into())
+    );
+}
+
+#[test]
+fn selector_targets_come_and_go_and_ontap_is_reported() {
+    let valid = valid(
+        json!({"target": {"fileSystemSelector": {"tags": {"env": "prod"}}}, "schedule": "0 * * * *"}),
+    );
+    let fs = |id: &str, kind: &str, env: &str| FileSystem {
+        id: id.into(),
+        file_system_type: kind.into(),
+        lifecycle: "AVAILABLE".into(),
+        tags: BTreeMap::from([("env".to_owned(), env.to_owned())]),
+    };
+    let selected = select_file_systems(
+        &valid.targets,
+        vec![
+            fs("fs-2", "WINDOWS", "prod"),
+            fs("fs-1", "ONTAP", "prod"),
+            fs("fs-3", "LUSTRE", "dev"),
+        ],
+    );
+    assert_eq!(
+        selected.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["fs-1", "fs-2"]
+    );
+    assert_eq!(
+        selected[0].problem.as_ref().map(|p| p.0),
+        Some(Reason::TargetNotBackupable)
+    );
+
+    let mut work = Work::start(None, Some(1));
+    work.select(&selected);
+    work.status.targets[1].managed_backup_count = Some(2);
+    work.select(&selected[..1]);
+    let gone = work
+        .status
+        .targets
+        .iter()
+        .find(|t| t.id == "fs-2")
+        .expect("kept while it has backups");
+    assert_eq!(gone.not_selected, Some(true));
+    assert!(
+        gone.message
+            .as_deref()
+            .is_some_and(|m| m.contains("no longer selected"))
+    );
+    work.select(&selected);
+    let back = work
+        .status
+        .targets
+        .iter()
+        .find(|t| t.id == "fs-2")
+        .expect("selected again");
+    assert_eq!((back.not_selected, back.message.clone()), (None, None));
+    work.select(&selected[..1]);
+    let now = at("2026-03-01T10:00:00Z");
+    assert!(
+        work.creates(now, &valid, &owner(), Some("n1")).is_empty(),
+        "neither the ONTAP one nor the one gone"
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(
+        reason_of(&applied, "Stalled"),
+        ("True".into(), "TargetNotBackupable".into())
+    );
+}
+
+#[test]
+fn run_now_asks_once_per_nonce_and_finishes_when_every_target_has_its_backup() {
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T10:10:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    work.runs(now, &valid);
+    let creates = work.creates(now, &valid, &owner(), Some("n1"));
+    assert_eq!(creates.len(), 1);
+    assert_eq!(
+        creates[0].request.client_request_token,
+        run_now_token(UID, "fs-0123456789abcdef0", "n1")
+    );
+    work.created(now, &valid, &creates[0], Err(busy()));
+    work.finish_run_now(Some("n1"));
+    assert_eq!(work.status.last_run_now, None, "retried: not done");
+
+    let mut work = Work::start(Some(&status), Some(1));
+    work.runs(now, &valid);
+    let creates = work.creates(now, &valid, &owner(), Some("n1"));
+    work.created(
+        now,
+        &valid,
+        &creates[0],
+        Ok(backup(
+            "backup-0a",
+            Lifecycle::Creating,
+            "2026-03-01T10:10:00Z",
+        )),
+    );
+    work.finish_run_now(Some("n1"));
+    assert_eq!(work.status.last_run_now.as_deref(), Some("n1"));
+    assert!(
+        work.creates(now, &valid, &owner(), Some("n1")).is_empty(),
+        "same nonce: nothing more"
+    );
+}
+
+#[test]
+fn statuses_written_by_older_versions_are_read_the_same() {
+    let mut status = FsxBackupScheduleStatus::default();
+    status.targets.push(TargetStatus {
+        id: "fs-1".into(),
+        message: Some(NOT_SELECTED.into()),
+        last_backup: Some(LastBackup {
+            id: "backup-1".into(),
+            lifecycle: "AVAILABLE".into(),
+            ..LastBackup::default()
+        }),
+        managed_backups: vec![BackupRef {
+            id: "backup-1".into(),
+            lifecycle: "AVAILABLE".into(),
+            ..BackupRef::default()
+        }],
+        ..TargetStatus::default()
+    });
+    let work = Work::start(Some(&status), None);
+    let target = &work.status.targets[0];
+    assert_eq!(target.not_selected, Some(true));
+    assert_eq!(
+        target.last_backup.as_ref().and_then(|b| b.settled),
+        Some(true)
+    );
+}
+
+#[test]
+fn the_next_wake_is_the_earliest_of_run_poll_retry_and_expiry() {
+    let valid = hourly(json!({"retention": {"maxAge": "1h"}}));
+    let now = at("2026-03-01T10:00:00Z");
+    let mut status = pending(&valid, "2026-03-01T11:00:00Z");
+    status.targets[0].managed_backups.push(BackupRef {
+        id: "backup-1".into(),
+        lifecycle: "AVAILABLE".into(),
+        expires_at: Some(Time(at("2026-03-01T10:20:00Z"))),
+        ..BackupRef::default()
+    });
+    let wake = |status: &FsxBackupScheduleStatus| {
+        Work::start(Some(status), Some(1))
+            .finish(now, &valid, Some(1), &[], PACE)
+            .requeue
+    };
+    assert_eq!(
+        wake(&status),
+        Duration::from_mins(20),
+        "the expiry comes first"
+    );
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-2".into(),
+        lifecycle: "CREATING".into(),
+        ..LastBackup::default()
+    });
+    assert_eq!(wake(&status), PACE.poll, "a backup in flight is polled");
+}
