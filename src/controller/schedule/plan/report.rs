@@ -1,0 +1,173 @@
+//! The end of a schedule reconcile: health and the next wake-up.
+
+use super::{
+    Applied, Condition, Duration, Effect, FsxBackupScheduleStatus, FsxError, Health, MAX_REQUEUE,
+    Pace, Reason, TargetStatus, Timestamp, ValidSchedule, Work, is_selected,
+};
+
+impl Work {
+    /// A failure before any target could be handled (the selector's lookup).
+    pub fn lookup_failed(
+        mut self,
+        now: Timestamp,
+        generation: Option<i64>,
+        previous: &[Condition],
+        pace: Pace,
+        err: &FsxError,
+    ) -> Applied<FsxBackupScheduleStatus> {
+        let health = if let FsxError::UserAction { reason, .. } = err {
+            let text = err.to_string();
+            if previous.iter().all(|c| c.message != text) {
+                self.effects.push(Effect::event(
+                    true,
+                    Reason::UserAction(*reason).as_str(),
+                    "DescribeFileSystems",
+                    text.clone(),
+                ));
+            }
+            Health::stalled(Reason::UserAction(*reason), text)
+        } else {
+            Health::progressing(Reason::RetryingAfterError, err.to_string())
+        };
+        Applied::with_health(self.status, &health, previous, generation, now)(
+            self.effects,
+            pace.retry,
+        )
+    }
+
+    /// Step 7: health and the next wake-up; targets no longer selected and with no
+    /// backups left are dropped.
+    pub fn finish(
+        mut self,
+        now: Timestamp,
+        valid: &ValidSchedule,
+        generation: Option<i64>,
+        previous: &[Condition],
+        pace: Pace,
+    ) -> Applied<FsxBackupScheduleStatus> {
+        self.status
+            .targets
+            .retain(|t| is_selected(t) || t.managed_backup_count.unwrap_or(0) > 0);
+        let health = self.health(valid);
+        let requeue = self.next_wake(now, valid, pace);
+        Applied::with_health(self.status, &health, previous, generation, now)(self.effects, requeue)
+    }
+
+    fn health(&self, valid: &ValidSchedule) -> Health {
+        let status = &self.status;
+        let active: Vec<&TargetStatus> = status.targets.iter().filter(|t| is_selected(t)).collect();
+        let broken: Vec<&TargetStatus> = active
+            .iter()
+            .copied()
+            .filter(|t| t.message.is_some())
+            .collect();
+        if let Some(first) = broken.first() {
+            let reason = first
+                .reason
+                .as_deref()
+                .and_then(Reason::parse)
+                .unwrap_or(Reason::TargetNotBackupable);
+            let message = format!(
+                "{}: {}",
+                first.id,
+                first.message.clone().unwrap_or_default()
+            );
+            return if broken.len() == active.len() {
+                Health::stalled(reason, message)
+            } else {
+                Health::degraded(
+                    reason,
+                    format!(
+                        "{} of {} targets cannot be backed up; {message}",
+                        broken.len(),
+                        active.len()
+                    ),
+                )
+            };
+        }
+        if active.is_empty() {
+            return Health::degraded(
+                Reason::NoTargets,
+                "spec.target.fileSystemSelector matches no file system",
+            );
+        }
+        if let Some((reason, message)) = &self.waiting {
+            return Health::progressing(*reason, message.clone());
+        }
+        if let Some((target, failed)) = active.iter().find_map(|t| {
+            t.last_backup
+                .as_ref()
+                .filter(|b| b.failure_message.is_some())
+                .map(|b| (t, b))
+        }) {
+            return Health::degraded(
+                Reason::BackupFailed,
+                format!(
+                    "backup {} of {} failed: {}",
+                    failed.id,
+                    target.id,
+                    failed.failure_message.clone().unwrap_or_default()
+                ),
+            );
+        }
+        let last_run = status.last_schedule_time.as_ref().map(|t| t.0);
+        if let Some(missed) = status
+            .last_missed_time
+            .as_ref()
+            .filter(|m| last_run.is_none_or(|s| m.0 >= s))
+        {
+            return Health::degraded(
+                Reason::MissedSchedule,
+                format!("the run at {} was missed; see events", missed.0),
+            );
+        }
+        if valid.suspended {
+            return Health::ready(
+                Reason::Suspended,
+                "suspended: no new backups; retention continues",
+            );
+        }
+        let next = status
+            .next_schedule_time
+            .as_ref()
+            .map_or_else(|| "never".to_owned(), |t| t.0.to_string());
+        if active.iter().any(|t| t.last_backup.is_some()) {
+            Health::ready(
+                Reason::BackupCreated,
+                format!("backups are running; next run at {next}"),
+            )
+        } else {
+            Health::ready(Reason::Scheduled, format!("first run at {next}"))
+        }
+    }
+
+    /// When to look again: the next run, the next poll, a retry, or the next expiry.
+    fn next_wake(&self, now: Timestamp, valid: &ValidSchedule, pace: Pace) -> Duration {
+        let status = &self.status;
+        let until =
+            |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
+        let mut wake = MAX_REQUEUE;
+        if let Some(next) = status
+            .next_schedule_time
+            .as_ref()
+            .filter(|_| !valid.suspended)
+        {
+            wake = wake.min(until(next.0));
+        }
+        if !self.in_flight().is_empty() {
+            wake = wake.min(pace.poll);
+        }
+        if self.retry_soon {
+            wake = wake.min(pace.retry);
+        }
+        for expiry in status
+            .targets
+            .iter()
+            .flat_map(|t| &t.managed_backups)
+            .filter_map(|b| b.expires_at.as_ref())
+        {
+            wake = wake.min(until(expiry.0));
+        }
+        wake.max(Duration::from_millis(100))
+    }
+}

@@ -1,0 +1,218 @@
+//! Table tests of settling backups in flight and of retention outcomes.
+
+use super::*;
+
+#[test]
+fn a_late_run_gets_its_whole_backup_timeout() {
+    // The operator was down from before :00 until :15; backupTimeout is 10m.
+    let valid = hourly(json!({"backupTimeout": "10m"}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T11:15:00Z");
+    let (mut work, creates) = reconcile_creates(&valid, &status, now, |_| {
+        Ok(backup(
+            "backup-01234567",
+            Lifecycle::Creating,
+            "2026-03-01T11:15:00Z",
+        ))
+    });
+    assert_eq!(creates.len(), 1, "the late run is taken once");
+    let found = BackupsById {
+        found: vec![backup(
+            "backup-01234567",
+            Lifecycle::Creating,
+            "2026-03-01T11:15:00Z",
+        )],
+        missing: Vec::new(),
+    };
+    work.settle(now, &valid, Some(&found));
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let last = applied.status.targets[0]
+        .last_backup
+        .clone()
+        .expect("last backup");
+    assert_eq!(last.failure_message, None, "not failed at once");
+    assert_eq!(last.request_time, Some(Time(now)));
+    assert!(!events(&applied.effects).contains(&"BackupFailed".to_owned()));
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("True".into(), "BackupCreated".into())
+    );
+    assert_eq!(applied.requeue, PACE.poll, "polls while in flight");
+
+    // Nine minutes after the request it is still within its timeout…
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.settle(now + SignedDuration::from_mins(9), &valid, Some(&found));
+    assert_eq!(
+        work.status.targets[0]
+            .last_backup
+            .as_ref()
+            .and_then(|b| b.failure_message.clone()),
+        None
+    );
+    // …eleven minutes after, it is not.
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.settle(now + SignedDuration::from_mins(11), &valid, Some(&found));
+    let failed = work.status.targets[0].last_backup.clone().expect("last");
+    assert!(
+        failed
+            .failure_message
+            .is_some_and(|m| m.contains("backupTimeout 10m"))
+    );
+}
+
+#[test]
+fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
+    let valid = hourly(json!({"backupTimeout": "1h"}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-01234567".into(),
+        lifecycle: "CREATING".into(),
+        request_time: Some(Time(at("2026-03-01T10:00:00Z"))),
+        scheduled_time: Some(Time(at("2026-03-01T10:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:30:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    work.settle(now, &valid, None);
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    assert_eq!(events(&applied.effects), vec!["BackupFailed"]);
+    assert!(
+        applied
+            .effects
+            .contains(&Effect::Count(Counter::BackupsFailed, 1))
+    );
+    assert_eq!(
+        reason_of(&applied, "Ready"),
+        ("False".into(), "BackupFailed".into())
+    );
+    assert_eq!(
+        applied.status.targets[0]
+            .last_backup
+            .as_ref()
+            .and_then(|b| b.settled),
+        Some(true)
+    );
+
+    let mut again = Work::start(Some(&applied.status), Some(1));
+    again.settle(now + SignedDuration::from_mins(1), &valid, None);
+    assert!(
+        again.effects.is_empty(),
+        "settled once: {:?}",
+        again.effects
+    );
+}
+
+#[test]
+fn an_available_backup_settles_with_success_and_a_retention_pass() {
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-00000002".into(),
+        lifecycle: "CREATING".into(),
+        request_time: Some(Time(at("2026-03-01T11:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:05:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    let found = BackupsById {
+        found: vec![backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        )],
+        missing: Vec::new(),
+    };
+    work.settle(now, &valid, Some(&found));
+    assert_eq!(
+        work.retention_targets(now),
+        vec!["fs-0123456789abcdef0".to_owned()]
+    );
+    assert_eq!(work.status.last_successful_time, Some(Time(now)));
+    assert!(work.effects.contains(&Effect::LastSuccess {
+        target: "fs-0123456789abcdef0".into(),
+        at: now
+    }));
+
+    let backups = vec![
+        backup(
+            "backup-00000001",
+            Lifecycle::Available,
+            "2026-03-01T10:00:00Z",
+        ),
+        backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        ),
+    ];
+    let plan = retention::plan(
+        now,
+        &valid.retention,
+        valid.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    assert_eq!(
+        retention::deletions(&plan, &backups, UID),
+        vec!["backup-00000001"]
+    );
+    work.pruned(
+        "fs-0123456789abcdef0",
+        &plan,
+        &[("backup-00000001".into(), Ok(()))],
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let target = &applied.status.targets[0];
+    assert_eq!(target.managed_backup_count, Some(1));
+    assert_eq!(target.managed_backups[0].id, "backup-00000002");
+    assert_eq!(
+        events(&applied.effects),
+        vec!["BackupAvailable", "BackupPruned"]
+    );
+}
+
+#[test]
+fn a_failed_deletion_is_kept_listed_as_pending_and_retried_soon() {
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let status = pending(&valid, "2026-03-01T12:00:00Z");
+    let now = at("2026-03-01T11:05:00Z");
+    let backups = vec![
+        backup(
+            "backup-00000001",
+            Lifecycle::Available,
+            "2026-03-01T10:00:00Z",
+        ),
+        backup(
+            "backup-00000002",
+            Lifecycle::Available,
+            "2026-03-01T11:00:00Z",
+        ),
+    ];
+    let plan = retention::plan(
+        now,
+        &valid.retention,
+        valid.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    let mut work = Work::start(Some(&status), Some(1));
+    work.pruned(
+        "fs-0123456789abcdef0",
+        &plan,
+        &[("backup-00000001".into(), Err(busy()))],
+    );
+    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let listed = &applied.status.targets[0].managed_backups;
+    assert_eq!(
+        listed
+            .iter()
+            .find(|b| b.id == "backup-00000001")
+            .and_then(|b| b.kept_by.clone()),
+        Some("pendingDeletion".into())
+    );
+    assert!(
+        events(&applied.effects).is_empty(),
+        "nothing reported as pruned"
+    );
+    assert_eq!(applied.requeue, PACE.retry);
+}
