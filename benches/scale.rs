@@ -6,7 +6,8 @@
 //! `bench/run.sh` runs it; `BENCH_SIZES=100,1000` picks the sizes, `BENCH_OUT` the
 //! JSON file. No thresholds: the figures are reported, not asserted.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/e2e/support/mod.rs"]
+#[allow(dead_code)] // the bench uses a subset of the test harness
 mod support;
 
 use std::collections::BTreeMap;
@@ -199,6 +200,7 @@ impl Run {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one measured scenario, step by step
 async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
     let namespace = format!("bench-{n}-{}", std::process::id());
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());

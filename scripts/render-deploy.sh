@@ -6,7 +6,7 @@
 #
 #   scripts/render-deploy.sh        copy crds/ into the chart's crds/, then rewrite deploy/
 #   scripts/render-deploy.sh DIR    render into DIR only, changing nothing else
-#                                   (tests/packaging.rs compares DIR with deploy/)
+#                                   (tests/e2e/packaging.rs compares DIR with deploy/)
 #
 # Run it after changing the chart or regenerating crds/ (`cargo run -- crd --out crds`).
 # deploy/iam-policy.json is written by hand and left alone.

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod fsx;
 pub mod http;
 pub mod leader;
+pub mod manager;
 pub mod metrics;
 pub mod naming;
 pub mod notify;

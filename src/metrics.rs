@@ -121,108 +121,122 @@ impl Metrics {
             leader: Gauge::default(),
         };
         let mut registry = Registry::with_prefix("fsxbackup");
-        let r = &mut registry;
+        metrics.register_schedule_metrics(&mut registry);
+        metrics.register_copy_metrics(&mut registry);
+        metrics.register_runtime_metrics(&mut registry);
+        (metrics, registry)
+    }
+
+    /// What `FsxBackupSchedule` objects did.
+    fn register_schedule_metrics(&self, r: &mut Registry) {
         r.register(
             "backups_created",
             "Backups created (CreateBackup accepted)",
-            metrics.backups_created.clone(),
+            self.backups_created.clone(),
         );
         r.register(
             "backups_failed",
             "Backups that ended FAILED, timed out or were refused",
-            metrics.backups_failed.clone(),
+            self.backups_failed.clone(),
         );
         r.register(
             "backups_deleted",
             "Backups deleted by retention",
-            metrics.backups_deleted.clone(),
-        );
-        r.register(
-            "copies_started",
-            "Copies started (CopyBackup accepted)",
-            metrics.copies_started.clone(),
-        );
-        r.register(
-            "copies_completed",
-            "Copies that became AVAILABLE",
-            metrics.copies_completed.clone(),
-        );
-        r.register(
-            "copies_failed",
-            "Copies that ended FAILED or were refused",
-            metrics.copies_failed.clone(),
-        );
-        r.register(
-            "copies_deleted",
-            "Copies deleted by retention",
-            metrics.copies_deleted.clone(),
+            self.backups_deleted.clone(),
         );
         r.register(
             "last_successful_backup_timestamp_seconds",
             "When the last backup of a target became AVAILABLE (Unix seconds)",
-            metrics.last_successful_backup.clone(),
+            self.last_successful_backup.clone(),
         );
         r.register(
             "next_scheduled_run_timestamp_seconds",
             "When the schedule runs next (Unix seconds, jitter included)",
-            metrics.next_scheduled_run.clone(),
+            self.next_scheduled_run.clone(),
         );
         r.register(
             "schedule_interval_seconds",
             "Time between the schedule's next two runs, for staleness alerts",
-            metrics.schedule_interval.clone(),
+            self.schedule_interval.clone(),
         );
         r.register(
             "missed_runs",
             "Scheduled runs skipped (deadline passed or superseded)",
-            metrics.missed_runs.clone(),
+            self.missed_runs.clone(),
         );
         r.register(
             "schedule_lateness_seconds",
             "Delay between a run's scheduled instant (jitter included) and its CreateBackup call",
-            metrics.schedule_lateness.clone(),
+            self.schedule_lateness.clone(),
+        );
+    }
+
+    /// What `FsxBackupCopy` objects did, and the copy-slot queue.
+    fn register_copy_metrics(&self, r: &mut Registry) {
+        r.register(
+            "copies_started",
+            "Copies started (CopyBackup accepted)",
+            self.copies_started.clone(),
+        );
+        r.register(
+            "copies_completed",
+            "Copies that became AVAILABLE",
+            self.copies_completed.clone(),
+        );
+        r.register(
+            "copies_failed",
+            "Copies that ended FAILED or were refused",
+            self.copies_failed.clone(),
+        );
+        r.register(
+            "copies_deleted",
+            "Copies deleted by retention",
+            self.copies_deleted.clone(),
         );
         r.register(
             "copy_queue_length",
             "Copies waiting for a copy slot",
-            metrics.copy_queue_length.clone(),
+            self.copy_queue_length.clone(),
         );
         r.register(
             "copies_in_progress",
             "Copies holding a copy slot",
-            metrics.copies_in_progress.clone(),
+            self.copies_in_progress.clone(),
         );
         r.register(
             "copies_queued_oldest_seconds",
             "How long copies have been waiting for a slot in the Region without a break",
-            metrics.copies_queued_oldest.clone(),
+            self.copies_queued_oldest.clone(),
         );
+    }
+
+    /// The operator itself: AWS calls, reconciles, notifications, leadership.
+    fn register_runtime_metrics(&self, r: &mut Registry) {
         r.register(
             "aws_requests",
             "FSx API requests by operation and result code",
-            metrics.aws_requests.clone(),
+            self.aws_requests.clone(),
         );
         r.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
-            metrics.reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
         r.register(
             "reconcile_errors",
             "Reconciles that failed, by error kind",
-            metrics.reconcile_errors.clone(),
+            self.reconcile_errors.clone(),
         );
         r.register(
             "notifications",
             "SNS notifications by outcome (sent, failed)",
-            metrics.notifications.clone(),
+            self.notifications.clone(),
         );
         r.register(
             "leader",
             "1 while this replica holds the leader lease (or runs without election)",
-            metrics.leader.clone(),
+            self.leader.clone(),
         );
-        (metrics, registry)
     }
 
     pub fn schedule(namespace: &str, schedule: &str) -> ScheduleLabels {

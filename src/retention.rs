@@ -250,23 +250,7 @@ pub fn plan(
         })
         .collect();
 
-    // FAILED: newest first (unknown age ranks newest), keep the history limit.
-    let failed_limit = to_usize(policy.failed_history_limit);
-    for (rank, decision) in decisions
-        .iter_mut()
-        .filter(|d| d.lifecycle == Lifecycle::Failed)
-        .enumerate()
-    {
-        decision.verdict = if decision.created_at.is_none() {
-            keep(KeepRule::UnknownAge, None)
-        } else if rank < failed_limit {
-            keep(KeepRule::FailedHistory, None)
-        } else {
-            Verdict::Delete {
-                reason: DeleteReason::FailedHistoryLimit,
-            }
-        };
-    }
+    judge_failed(&mut decisions, to_usize(policy.failed_history_limit));
 
     // AVAILABLE.
     let available: Vec<usize> = decisions
@@ -321,22 +305,7 @@ pub fn plan(
         };
     }
 
-    // The floor: rescue the newest marked for deletion until enough are kept.
-    let is_kept = |d: &Decision| matches!(d.verdict, Verdict::Keep { .. });
-    let kept = available
-        .iter()
-        .filter(|&&i| is_kept(&decisions[i]))
-        .count();
-    let missing = to_usize(policy.min_available).saturating_sub(kept);
-    let rescued: Vec<usize> = dated
-        .iter()
-        .map(|&(i, _)| i)
-        .filter(|&i| !is_kept(&decisions[i]))
-        .take(missing)
-        .collect();
-    for i in rescued {
-        decisions[i].verdict = keep(KeepRule::MinAvailable, None);
-    }
+    rescue_up_to_min_available(&mut decisions, &available, &dated, policy.min_available);
 
     let next_expiry = available
         .iter()
@@ -348,6 +317,50 @@ pub fn plan(
     Plan {
         decisions,
         next_expiry,
+    }
+}
+
+/// FAILED backups: newest first (unknown age ranks newest), the newest `limit` kept.
+fn judge_failed(decisions: &mut [Decision], limit: usize) {
+    for (rank, decision) in decisions
+        .iter_mut()
+        .filter(|d| d.lifecycle == Lifecycle::Failed)
+        .enumerate()
+    {
+        decision.verdict = if decision.created_at.is_none() {
+            keep(KeepRule::UnknownAge, None)
+        } else if rank < limit {
+            keep(KeepRule::FailedHistory, None)
+        } else {
+            Verdict::Delete {
+                reason: DeleteReason::FailedHistoryLimit,
+            }
+        };
+    }
+}
+
+/// The floor: rescues the newest backups marked for deletion until `min_available`
+/// AVAILABLE ones are kept.
+fn rescue_up_to_min_available(
+    decisions: &mut [Decision],
+    available: &[usize],
+    dated: &[(usize, Timestamp)],
+    min_available: u32,
+) {
+    let is_kept = |d: &Decision| matches!(d.verdict, Verdict::Keep { .. });
+    let kept = available
+        .iter()
+        .filter(|&&i| is_kept(&decisions[i]))
+        .count();
+    let missing = to_usize(min_available).saturating_sub(kept);
+    let rescued: Vec<usize> = dated
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|&i| !is_kept(&decisions[i]))
+        .take(missing)
+        .collect();
+    for i in rescued {
+        decisions[i].verdict = keep(KeepRule::MinAvailable, None);
     }
 }
 
@@ -1330,46 +1343,13 @@ mod tests {
         }
     }
 
-    /// The properties every plan must have, whatever the backups and policy.
-    fn check_plan(
+    /// (3) The floor holds, and every AVAILABLE deletion is justified by a rule.
+    fn check_available(
+        plan: &Plan,
         backups: &[Backup],
-        shuffled: &[Backup],
         policy: &RetentionPolicy,
-        tz: &TimeZone,
+        now: Timestamp,
     ) -> Result<(), TestCaseError> {
-        let now = Timestamp::from_second(NOW_SECS).expect("in range");
-        let plan = plan(now, policy, tz, backups, UID);
-        let by_id: BTreeMap<&str, &Backup> = backups.iter().map(|b| (b.id.as_str(), b)).collect();
-
-        // (1) every deletion is owned; (2) only AVAILABLE or FAILED, with a known age.
-        for d in plan.deletions() {
-            let b = by_id[d.backup_id.as_str()];
-            prop_assert!(is_owned_by(b, UID), "deleted a backup not owned: {b:?}");
-            prop_assert!(
-                matches!(b.lifecycle, Lifecycle::Available | Lifecycle::Failed),
-                "{b:?}"
-            );
-            prop_assert!(
-                b.created_at.is_some(),
-                "deleted a backup of unknown age: {b:?}"
-            );
-        }
-        // (2) FAILED deletions only beyond the newest failed_history_limit failed.
-        let mut failed: Vec<&Backup> = backups
-            .iter()
-            .filter(|b| is_owned_by(b, UID) && b.lifecycle == Lifecycle::Failed)
-            .collect();
-        newest_first(&mut failed);
-        for (rank, b) in failed.iter().enumerate() {
-            let is_deleted = plan.deletions().any(|d| d.backup_id == b.id);
-            prop_assert_eq!(
-                is_deleted,
-                rank >= policy.failed_history_limit as usize && b.created_at.is_some(),
-                "failed {} rank {}",
-                b.id,
-                rank
-            );
-        }
         // (3) the floor holds.
         let mut available: Vec<&Backup> = backups
             .iter()
@@ -1420,6 +1400,50 @@ mod tests {
                 b.id
             );
         }
+        Ok(())
+    }
+
+    /// The properties every plan must have, whatever the backups and policy.
+    fn check_plan(
+        backups: &[Backup],
+        shuffled: &[Backup],
+        policy: &RetentionPolicy,
+        tz: &TimeZone,
+    ) -> Result<(), TestCaseError> {
+        let now = Timestamp::from_second(NOW_SECS).expect("in range");
+        let plan = plan(now, policy, tz, backups, UID);
+        let by_id: BTreeMap<&str, &Backup> = backups.iter().map(|b| (b.id.as_str(), b)).collect();
+
+        // (1) every deletion is owned; (2) only AVAILABLE or FAILED, with a known age.
+        for d in plan.deletions() {
+            let b = by_id[d.backup_id.as_str()];
+            prop_assert!(is_owned_by(b, UID), "deleted a backup not owned: {b:?}");
+            prop_assert!(
+                matches!(b.lifecycle, Lifecycle::Available | Lifecycle::Failed),
+                "{b:?}"
+            );
+            prop_assert!(
+                b.created_at.is_some(),
+                "deleted a backup of unknown age: {b:?}"
+            );
+        }
+        // (2) FAILED deletions only beyond the newest failed_history_limit failed.
+        let mut failed: Vec<&Backup> = backups
+            .iter()
+            .filter(|b| is_owned_by(b, UID) && b.lifecycle == Lifecycle::Failed)
+            .collect();
+        newest_first(&mut failed);
+        for (rank, b) in failed.iter().enumerate() {
+            let is_deleted = plan.deletions().any(|d| d.backup_id == b.id);
+            prop_assert_eq!(
+                is_deleted,
+                rank >= policy.failed_history_limit as usize && b.created_at.is_some(),
+                "failed {} rank {}",
+                b.id,
+                rank
+            );
+        }
+        check_available(&plan, backups, policy, now)?;
         // (4) one decision per owned, not DELETED backup.
         let expected: BTreeSet<&str> = backups
             .iter()

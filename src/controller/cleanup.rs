@@ -1,21 +1,38 @@
 //! Deleting an object's backups under `deletionPolicy: Delete`, shared by every
 //! kind: only backups tagged with the object's UID, never one in progress.
 
+use kube::{Resource, ResourceExt};
+
 use crate::fsx::{Backup, FsxApi, Lifecycle};
 use crate::ownership::is_owned_by;
 
+use super::effects::Effect;
 use super::{Context, Error};
 
-/// Deletes every backup in `backups` that `uid` owns and that is settled; `what`
-/// names them in messages ("backup(s)", "copies"). Waits (an error the driver
-/// polls) while any is in progress or FSx is busy; returns how many were deleted.
+/// The event for `deletionPolicy: Retain`: `what` ("backups", "copies") stays.
+pub fn retained(reason: &str, what: &str) -> Effect {
+    Effect::event(
+        false,
+        reason,
+        "Delete",
+        format!("deletionPolicy Retain: {what} are left in place"),
+    )
+}
+
+/// Deletes every backup in `backups` that `object` owns and that is settled, and
+/// returns the event that says so; `what` names them in messages ("backups",
+/// "copies"). Waits (an error the driver polls) while any is in progress or FSx
+/// is busy.
 pub async fn delete_owned<F: FsxApi>(
     ctx: &Context<F>,
+    object: &impl Resource,
     region: &str,
     backups: &[Backup],
-    uid: &str,
+    reason: &str,
     what: &str,
-) -> Result<usize, Error> {
+) -> Result<Effect, Error> {
+    let uid = object.uid().unwrap_or_default();
+    let uid = uid.as_str();
     let mut busy: Vec<&str> = Vec::new();
     let mut deleted = 0;
     let mut owned: Vec<&Backup> = backups
@@ -36,7 +53,12 @@ pub async fn delete_owned<F: FsxApi>(
         }
     }
     if busy.is_empty() {
-        Ok(deleted)
+        Ok(Effect::event(
+            false,
+            reason,
+            "Delete",
+            format!("deletionPolicy Delete: {deleted} {what} deleted in {region}"),
+        ))
     } else {
         Err(Error::CleanupPending(format!(
             "deletionPolicy Delete: waiting for {} {what} still in progress or busy: {}",

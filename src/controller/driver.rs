@@ -41,9 +41,29 @@ pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Send + Sync {
     fn set_health(&mut self, conditions: Vec<Condition>, generation: Option<i64>);
 }
 
-/// Both kinds' status types carry `conditions` and `observedGeneration`.
-macro_rules! object_status {
-    ($($status:ty),+) => {$(
+/// A custom resource kind the operator manages: where its status and SNS
+/// settings live, and its label in metrics and logs.
+pub trait ManagedObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: ObjectStatus;
+    /// Label of this kind's controller in metrics and logs (`schedule`, `copy`).
+    const LABEL: &'static str;
+    fn status(&self) -> Option<&Self::Status>;
+    fn notifications(&self) -> Option<&Notifications>;
+}
+
+/// Both kinds carry `conditions` and `observedGeneration` in their status, and
+/// `notifications` in their spec.
+macro_rules! managed_object {
+    ($($object:ty => $status:ty, $label:literal);+) => {$(
         impl ObjectStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
@@ -53,38 +73,39 @@ macro_rules! object_status {
                 self.observed_generation = generation;
             }
         }
+        impl ManagedObject for $object {
+            type Status = $status;
+            const LABEL: &'static str = $label;
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+            fn notifications(&self) -> Option<&Notifications> {
+                self.spec.notifications.as_ref()
+            }
+        }
     )+};
 }
-object_status!(
-    crate::crd::schedule::FsxBackupScheduleStatus,
-    crate::crd::copy::FsxBackupCopyStatus
+managed_object!(
+    crate::crd::FsxBackupSchedule => crate::crd::schedule::FsxBackupScheduleStatus, "schedule";
+    crate::crd::FsxBackupCopy => crate::crd::copy::FsxBackupCopyStatus, "copy"
 );
 
-/// What an `apply` decided: the status to record, what to tell the world once it
-/// is recorded, and when to look again.
+/// What an `apply` decided: the status to record, its health (the driver turns
+/// it into conditions, keeping transition times), what to tell the world once
+/// it is recorded, and when to look again.
 #[derive(Debug)]
 pub struct Applied<S> {
     pub status: S,
+    pub health: Health,
     pub effects: Vec<Effect>,
     pub requeue: Duration,
 }
 
-impl<S: ObjectStatus> Applied<S> {
-    /// `status` with `health` as its conditions (transition times kept from
-    /// `previous`), for `generation`.
-    pub fn with_health(
-        mut status: S,
-        health: &Health,
-        previous: &[Condition],
-        generation: Option<i64>,
-        now: Timestamp,
-    ) -> impl FnOnce(Vec<Effect>, Duration) -> Self {
-        status.set_health(health.conditions(previous, generation, now), generation);
-        move |effects, requeue| Self {
-            status,
-            effects,
-            requeue,
-        }
+#[cfg(test)]
+impl<S> Applied<S> {
+    /// The conditions `health` becomes on a first reconcile of generation 1.
+    pub fn conditions(&self) -> Vec<Condition> {
+        self.health.conditions(&[], Some(1), Timestamp::UNIX_EPOCH)
     }
 }
 
@@ -97,24 +118,12 @@ pub struct Pace {
 
 /// One kind of custom resource the operator reconciles.
 pub trait Reconciler: Send + Sync + Sized + 'static {
-    type Object: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug
-        + Send
-        + Sync
-        + 'static;
-    type Status: ObjectStatus;
+    type Object: ManagedObject;
     /// The spec after every check that the schema cannot do.
     type Valid: Send + Sync;
     type Fsx: FsxApi;
-    /// Label of this controller in metrics and logs (`schedule`, `copy`).
-    const NAME: &'static str;
 
     fn context(&self) -> &Context<Self::Fsx>;
-    fn status(object: &Self::Object) -> Option<&Self::Status>;
-    fn notifications(object: &Self::Object) -> Option<&Notifications>;
     /// Pure: the spec as the reconciler acts on it, or the message naming the field to fix.
     fn validate(&self, object: &Self::Object, now: Timestamp) -> Result<Self::Valid, String>;
     /// Fetch, plan and execute for a valid object; the driver records the result.
@@ -123,9 +132,10 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
         object: &Self::Object,
         valid: Self::Valid,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Applied<Self::Status>, Error>> + Send;
+    ) -> impl Future<Output = Result<Applied<<Self::Object as ManagedObject>::Status>, Error>> + Send;
     /// The object is being deleted: whatever its deletion policy asks for.
-    fn cleanup(&self, object: &Self::Object) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// Returns the event that says what became of the object's backups.
+    fn cleanup(&self, object: &Self::Object) -> impl Future<Output = Result<Effect, Error>> + Send;
     /// After every reconcile (e.g. queue gauges).
     fn after_reconcile(&self) {}
 }
@@ -164,7 +174,7 @@ pub async fn run<R: Reconciler>(
         .run(reconcile::<R>, error_policy::<R>, reconciler)
         .for_each(|result| async move {
             if let Err(err) = result {
-                tracing::debug!(controller = R::NAME, error = %err, "reconcile did not complete");
+                tracing::debug!(controller = R::Object::LABEL, error = %err, "reconcile did not complete");
             }
         })
         .await;
@@ -192,7 +202,7 @@ async fn reconcile<R: Reconciler>(
             tracing::error!(object = %key, panic = %message, "reconcile panicked");
             Err(Error::Panicked(message))
         });
-    observe(ctx, R::NAME, started, &result);
+    observe(ctx, R::Object::LABEL, started, &result);
     if result.is_ok() {
         ctx.memory(&key, |m| m.failures = 0);
     }
@@ -211,11 +221,10 @@ async fn guarded<R: Reconciler>(
         match event {
             Finalizer::Apply(object) => apply(reconciler, api, &object).await,
             Finalizer::Cleanup(object) => {
-                let result = reconciler.cleanup(&object).await;
-                if result.is_ok() {
-                    ctx.forget(&ObjectKey::of(&*object));
-                }
-                result
+                let note = reconciler.cleanup(&object).await?;
+                perform(ctx, &*object, None, vec![note]).await;
+                ctx.forget(&ObjectKey::of(&*object));
+                Ok(Action::await_change())
             }
         }
     })
@@ -236,69 +245,58 @@ async fn apply<R: Reconciler>(
 ) -> Result<Action, Error> {
     let ctx = reconciler.context();
     let now = ctx.clock.now();
-    let generation = object.meta().generation;
-    let previous = R::status(object);
-    let valid = match reconciler.validate(object, now) {
-        Ok(valid) => valid,
-        Err(message) => {
-            let mut status = previous.cloned().unwrap_or_default();
-            let old = status.conditions().to_vec();
-            let effects = if old.iter().any(|c| c.message == message) {
-                Vec::new()
-            } else {
-                vec![Effect::event(
-                    true,
-                    Reason::InvalidSpec.as_str(),
-                    "Validate",
-                    message.clone(),
-                )]
-            };
-            let health = Health::stalled(Reason::InvalidSpec, message);
-            status.set_health(health.conditions(&old, generation, now), generation);
-            record(
-                ctx,
-                api,
-                object,
-                previous,
-                &status,
-                R::notifications(object),
-                effects,
-            )
-            .await?;
-            return Ok(Action::await_change());
+    let previous = object.status();
+    let (applied, action) = match reconciler.validate(object, now) {
+        Ok(valid) => {
+            let applied = reconciler.apply(object, valid, now).await?;
+            let action = Action::requeue(applied.requeue);
+            (applied, action)
         }
+        Err(message) => (invalid(previous, message), Action::await_change()),
     };
-    let applied = reconciler.apply(object, valid, now).await?;
-    record(
-        ctx,
-        api,
-        object,
-        previous,
-        &applied.status,
-        R::notifications(object),
-        applied.effects,
-    )
-    .await?;
-    Ok(Action::requeue(applied.requeue))
+    record(ctx, api, object, now, applied).await?;
+    Ok(action)
 }
 
-/// Writes `status` (only when it changed), then performs the effects that describe
-/// it: after the write, so a failed write that is retried does not report twice.
-async fn record<F, K, S>(
+/// The status of an object whose spec is invalid: as it was, `Stalled`; a Warning
+/// event the first time this message is seen.
+fn invalid<S: ObjectStatus>(previous: Option<&S>, message: String) -> Applied<S> {
+    let status = previous.cloned().unwrap_or_default();
+    let effects = if status.conditions().iter().any(|c| c.message == message) {
+        Vec::new()
+    } else {
+        vec![Effect::event(
+            true,
+            Reason::InvalidSpec.as_str(),
+            "Validate",
+            message.clone(),
+        )]
+    };
+    Applied {
+        status,
+        health: Health::stalled(Reason::InvalidSpec, message),
+        effects,
+        requeue: Duration::ZERO,
+    }
+}
+
+/// Writes the status with its health as conditions (only when it changed), then
+/// performs the effects that describe it: after the write, so a failed write that
+/// is retried does not report twice.
+async fn record<F, K: ManagedObject>(
     ctx: &Context<F>,
     api: &Api<K>,
     object: &K,
-    previous: Option<&S>,
-    status: &S,
-    notifications: Option<&Notifications>,
-    effects: Vec<Effect>,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-    S: ObjectStatus,
-{
-    ctx.write_status(api, object, previous, status).await?;
-    perform(ctx, object, notifications, effects).await;
+    now: Timestamp,
+    applied: Applied<K::Status>,
+) -> Result<(), Error> {
+    let previous = object.status();
+    let generation = object.meta().generation;
+    let mut status = applied.status;
+    let old = previous.map_or(&[][..], ObjectStatus::conditions);
+    status.set_health(applied.health.conditions(old, generation, now), generation);
+    ctx.write_status(api, object, previous, &status).await?;
+    perform(ctx, object, object.notifications(), applied.effects).await;
     Ok(())
 }
 

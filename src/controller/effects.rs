@@ -11,6 +11,7 @@ use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
 use super::{Context, FIELD_MANAGER, truncate};
+use crate::conditions::Reason;
 use crate::crd::common::Notifications;
 use crate::metrics::{ControllerLabels, Metrics};
 use crate::notify::Notification;
@@ -88,6 +89,31 @@ impl Effect {
             backup_id: backup_id.map(str::to_owned),
             detail,
         }
+    }
+
+    /// Something that went as planned: one more on `counter` and a Normal event.
+    pub fn done(counter: Counter, reason: &str, action: &'static str, note: String) -> [Self; 2] {
+        [
+            Self::Count(counter, 1),
+            Self::event(false, reason, action, note),
+        ]
+    }
+
+    /// Something that failed: `by` more on `counter`, an SNS failure about
+    /// `subject` and a Warning event, all saying `note`.
+    pub fn failed(
+        counter: (Counter, u64),
+        subject: &str,
+        backup_id: Option<&str>,
+        reason: Reason,
+        action: &'static str,
+        note: String,
+    ) -> [Self; 3] {
+        [
+            Self::Count(counter.0, counter.1),
+            Self::failure(subject, backup_id, note.clone()),
+            Self::event(true, reason.as_str(), action, note),
+        ]
     }
 }
 

@@ -10,6 +10,8 @@ pub mod cleanup;
 pub mod copy;
 pub mod driver;
 pub mod effects;
+#[cfg(test)]
+mod fixtures;
 pub mod schedule;
 
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ use super::error::{FsxError, from_sdk};
 use super::rate_limit::TokenBucket;
 use super::{
     Backup, BackupTarget, BackupType, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted,
-    FileSystem, FsxApi, Lifecycle, Volume,
+    FileSystem, FsxApi, Lifecycle,
 };
 
 /// FSx accepts at most this many ids in one `DescribeBackups` call.
@@ -313,53 +313,6 @@ impl FsxApi for AwsFsx {
                             .lifecycle()
                             .map_or_else(String::new, |l| l.as_str().to_owned()),
                         tags: tags_from_sdk(fs.tags()),
-                    },
-                );
-            }
-            match page.next_token() {
-                Some(token) => next_token = Some(token.to_owned()),
-                None => break,
-            }
-        }
-        Ok(all.into_values().collect())
-    }
-
-    async fn describe_volumes(
-        &self,
-        region: &str,
-        ids: &[String],
-    ) -> Result<Vec<Volume>, FsxError> {
-        let rc = self.region(region);
-        let mut all = BTreeMap::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let page = rc
-                .ready()
-                .await
-                .describe_volumes()
-                .set_volume_ids((!ids.is_empty()).then(|| ids.to_vec()))
-                .set_max_results(self.config.page_size)
-                .set_next_token(next_token.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk("DescribeVolumes", region, &e))?;
-            for volume in page.volumes() {
-                let Some(id) = volume.volume_id() else {
-                    continue;
-                };
-                all.insert(
-                    id.to_owned(),
-                    Volume {
-                        id: id.to_owned(),
-                        file_system_id: volume.file_system_id().unwrap_or_default().to_owned(),
-                        volume_type: volume
-                            .volume_type()
-                            .map_or_else(String::new, |t| t.as_str().to_owned()),
-                        name: volume.name().unwrap_or_default().to_owned(),
-                        lifecycle: volume
-                            .lifecycle()
-                            .map_or_else(String::new, |l| l.as_str().to_owned()),
-                        tags: tags_from_sdk(volume.tags()),
                     },
                 );
             }

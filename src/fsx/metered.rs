@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     Backup, BackupTarget, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted, FileSystem,
-    FsxApi, FsxError, Volume,
+    FsxApi, FsxError,
 };
 use crate::metrics::{AwsLabels, Metrics};
 
@@ -93,17 +93,6 @@ impl<F: FsxApi> FsxApi for MeteredFsx<F> {
         self.count(
             "DescribeFileSystems",
             self.inner.describe_file_systems(region).await,
-        )
-    }
-
-    async fn describe_volumes(
-        &self,
-        region: &str,
-        ids: &[String],
-    ) -> Result<Vec<Volume>, FsxError> {
-        self.count(
-            "DescribeVolumes",
-            self.inner.describe_volumes(region, ids).await,
         )
     }
 }

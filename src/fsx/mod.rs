@@ -146,18 +146,6 @@ pub struct FileSystem {
     pub tags: BTreeMap<String, String>,
 }
 
-/// An FSx volume (ONTAP or OpenZFS).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Volume {
-    pub id: String,
-    pub file_system_id: String,
-    /// `ONTAP` or `OPENZFS`.
-    pub volume_type: String,
-    pub name: String,
-    pub lifecycle: String,
-    pub tags: BTreeMap<String, String>,
-}
-
 /// A `CreateBackup` call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CreateBackupRequest {
@@ -232,11 +220,4 @@ pub trait FsxApi: Send + Sync + 'static {
         &self,
         region: &str,
     ) -> impl Future<Output = Result<Vec<FileSystem>, FsxError>> + Send;
-
-    /// Volumes by id, or every volume in the Region when `ids` is empty.
-    fn describe_volumes(
-        &self,
-        region: &str,
-        ids: &[String],
-    ) -> impl Future<Output = Result<Vec<Volume>, FsxError>> + Send;
 }

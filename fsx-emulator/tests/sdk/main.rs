@@ -4,6 +4,9 @@
 //!
 //! One test binary keeps link time low; each test runs its own emulator.
 
+// Each test is one scenario against the SDK, read top to bottom.
+#![allow(clippy::too_many_lines)]
+
 mod backups;
 mod control;
 mod copies;

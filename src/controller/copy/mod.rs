@@ -10,15 +10,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
-use super::effects::{Effect, perform};
+use super::effects::Effect;
 use super::{Context, Error, ObjectKey, cleanup};
 use crate::copy_slots::CopySlots;
-use crate::crd::common::{DeletionPolicy, Notifications};
+use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{FsxBackupCopy, FsxBackupCopyStatus};
 use crate::crd::schedule::FsxBackupSchedule;
 use crate::fsx::{Backup, BackupTarget, FsxApi, FsxError, UserActionReason};
@@ -121,22 +120,8 @@ pub async fn run<F: FsxApi>(
 
 impl<F: FsxApi> Reconciler for CopyReconciler<F> {
     type Object = FsxBackupCopy;
-    type Status = FsxBackupCopyStatus;
     type Valid = ValidCopy;
     type Fsx = F;
-    const NAME: &'static str = "copy";
-
-    fn context(&self) -> &Context<F> {
-        &self.ctx
-    }
-
-    fn status(object: &FsxBackupCopy) -> Option<&FsxBackupCopyStatus> {
-        object.status.as_ref()
-    }
-
-    fn notifications(object: &FsxBackupCopy) -> Option<&Notifications> {
-        object.spec.notifications.as_ref()
-    }
 
     fn validate(&self, object: &FsxBackupCopy, _now: Timestamp) -> Result<ValidCopy, String> {
         validate(object, self.ctx.settings.default_region.as_deref())
@@ -150,14 +135,12 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
     ) -> Result<Applied<FsxBackupCopyStatus>, Error> {
         let ctx = &*self.ctx;
         let key = ObjectKey::of(object);
-        let generation = object.metadata.generation;
-        let previous = object.status.as_ref().map_or(&[][..], |s| &s.conditions);
         let owner = Owner {
             namespace: object.namespace().unwrap_or_default(),
             name: object.name_any(),
             uid: object.uid().unwrap_or_default(),
         };
-        let mut work = Work::start(object.status.as_ref(), generation);
+        let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
         }
@@ -193,55 +176,40 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
             poll: ctx.settings.poll_interval,
             retry: ctx.settings.retry_interval,
         };
-        Ok(work.finish(now, &valid, generation, previous, pace))
+        Ok(work.finish(now, &valid, pace))
     }
 
     /// Frees the object's copy slots; under `Delete` removes its copies (waiting for
     /// those in progress), under `Retain` leaves them.
-    async fn cleanup(&self, object: &FsxBackupCopy) -> Result<Action, Error> {
+    async fn cleanup(&self, object: &FsxBackupCopy) -> Result<Effect, Error> {
         let ctx = &*self.ctx;
         self.shared
             .wake_all(self.shared.slots.forget(&ObjectKey::of(object)));
         ctx.metrics
             .forget_copy(&object.namespace().unwrap_or_default(), &object.name_any());
         let destination = &object.spec.destination_region;
-        let note = if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
-            Effect::event(
-                false,
-                "CopiesRetained",
-                "Delete",
-                "deletionPolicy Retain: copies are left in place".into(),
-            )
-        } else {
-            let status = object.status.clone().unwrap_or_default();
-            let mut copies = self
-                .in_destination(destination, &status.source_targets)
-                .await?;
-            let listed: Vec<String> = status
-                .copies
-                .iter()
-                .filter_map(|c| c.destination_backup_id.clone())
-                .filter(|id| copies.iter().all(|b| &b.id != id))
-                .collect();
-            if !listed.is_empty() {
-                copies.extend(
-                    ctx.fsx
-                        .describe_backups_by_ids(destination, &listed)
-                        .await?
-                        .found,
-                );
-            }
-            let uid = object.uid().unwrap_or_default();
-            let deleted = cleanup::delete_owned(ctx, destination, &copies, &uid, "copies").await?;
-            Effect::event(
-                false,
-                "CopiesDeleted",
-                "Delete",
-                format!("deletionPolicy Delete: {deleted} copies deleted in {destination}"),
-            )
-        };
-        perform(ctx, object, None, vec![note]).await;
-        Ok(Action::await_change())
+        if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
+            return Ok(cleanup::retained("CopiesRetained", "copies"));
+        }
+        let status = object.status.clone().unwrap_or_default();
+        let mut copies = self
+            .in_destination(destination, &status.source_targets)
+            .await?;
+        let listed: Vec<String> = status
+            .copies
+            .iter()
+            .filter_map(|c| c.destination_backup_id.clone())
+            .filter(|id| copies.iter().all(|b| &b.id != id))
+            .collect();
+        if !listed.is_empty() {
+            copies.extend(
+                ctx.fsx
+                    .describe_backups_by_ids(destination, &listed)
+                    .await?
+                    .found,
+            );
+        }
+        cleanup::delete_owned(ctx, object, destination, &copies, "CopiesDeleted", "copies").await
     }
 
     fn after_reconcile(&self) {
@@ -261,6 +229,10 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                 .get_or_create(&labels)
                 .set(stats.oldest_wait.as_secs_f64());
         }
+    }
+
+    fn context(&self) -> &Context<F> {
+        &self.ctx
     }
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{Health, Reason};
 use crate::controller::driver::{Applied, Pace};
@@ -315,23 +315,24 @@ impl Work {
             let note = format!("copy {id} of {source} is AVAILABLE in {destination}");
             self.status.last_copy_time = Some(Time(now));
             self.effects
-                .push(Effect::Count(Counter::CopiesCompleted, 1));
-            self.effects
                 .push(Effect::success(source, Some(id), note.clone()));
-            self.effects
-                .push(Effect::event(false, "CopyCompleted", "CopyBackup", note));
+            self.effects.extend(Effect::done(
+                Counter::CopiesCompleted,
+                "CopyCompleted",
+                "CopyBackup",
+                note,
+            ));
         } else {
             let note = format!(
                 "copy {id} of {source} is {}: {}",
                 copy.lifecycle.as_str(),
                 entry.message.clone().unwrap_or_default()
             );
-            self.effects.push(Effect::Count(Counter::CopiesFailed, 1));
-            self.effects
-                .push(Effect::failure(source, Some(id), note.clone()));
-            self.effects.push(Effect::event(
-                true,
-                Reason::CopyFailed.as_str(),
+            self.effects.extend(Effect::failed(
+                (Counter::CopiesFailed, 1),
+                source,
+                Some(id),
+                Reason::CopyFailed,
                 "CopyBackup",
                 note,
             ));
@@ -393,9 +394,8 @@ impl Work {
                 entry.start_time = Some(Time(now));
                 entry.message = None;
                 CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
-                self.effects.push(Effect::Count(Counter::CopiesStarted, 1));
-                self.effects.push(Effect::event(
-                    false,
+                self.effects.extend(Effect::done(
+                    Counter::CopiesStarted,
                     "CopyStarted",
                     "CopyBackup",
                     format!(
@@ -419,17 +419,13 @@ impl Work {
                 CopyPhase::Blocked.set(entry);
                 entry.reason = Some(Reason::UserAction(reason).as_str().to_owned());
                 entry.message = Some(err.to_string());
-                self.effects.push(Effect::Count(Counter::CopiesFailed, 1));
-                self.effects.push(Effect::failure(
+                self.effects.extend(Effect::failed(
+                    (Counter::CopiesFailed, 1),
                     source,
                     None,
-                    format!("CopyBackup refused: {err}"),
-                ));
-                self.effects.push(Effect::event(
-                    true,
-                    Reason::UserAction(reason).as_str(),
+                    Reason::UserAction(reason),
                     "CopyBackup",
-                    format!("{source}: {err}"),
+                    format!("CopyBackup of {source} refused: {err}"),
                 ));
                 self.stalled = Some((Reason::UserAction(reason), err.to_string()));
                 false
@@ -477,9 +473,8 @@ impl Work {
                         CopyPhase::Fsx(Lifecycle::Deleted).set(entry);
                         entry.message = Some(format!("deleted by retention ({})", reason.as_str()));
                     }
-                    self.effects.push(Effect::Count(Counter::CopiesDeleted, 1));
-                    self.effects.push(Effect::event(
-                        false,
+                    self.effects.extend(Effect::done(
+                        Counter::CopiesDeleted,
                         "CopyPruned",
                         "DeleteBackup",
                         format!(

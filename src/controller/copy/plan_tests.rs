@@ -1,13 +1,13 @@
 //! Table tests of the copy planner: every decision, with plain values.
 #![allow(clippy::needless_pass_by_value)] // JSON literals read best passed by value
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::*;
+use crate::controller::driver::ObjectStatus;
+use crate::controller::fixtures::{at, backup};
 use crate::crd::copy::FsxBackupCopy;
-use crate::fsx::{BackupTarget, BackupType, UserActionReason};
+use crate::fsx::UserActionReason;
 use crate::validate::copy::validate;
 
 const POLL: Duration = Duration::from_secs(30);
@@ -16,10 +16,6 @@ const PACE: Pace = Pace {
     retry: Duration::from_secs(10),
 };
 const DESTINATION: &str = "us-west-2";
-
-fn at(text: &str) -> Timestamp {
-    text.parse().expect("timestamp")
-}
 
 fn valid(source: serde_json::Value, extra: serde_json::Value) -> ValidCopy {
     let mut spec = json!({"source": source, "destinationRegion": DESTINATION});
@@ -47,25 +43,9 @@ fn one_shot() -> ValidCopy {
     )
 }
 
-fn backup(id: &str, lifecycle: Lifecycle, created: &str) -> Backup {
-    Backup {
-        id: id.into(),
-        lifecycle,
-        backup_type: Some(BackupType::UserInitiated),
-        progress_percent: None,
-        created_at: Some(at(created)),
-        tags: BTreeMap::new(),
-        failure_message: None,
-        target: Some(BackupTarget::FileSystem("fs-0123456789abcdef0".into())),
-        source_backup_id: None,
-        source_region: None,
-    }
-}
-
 fn health(applied: &Applied<FsxBackupCopyStatus>) -> Vec<(String, String, String)> {
     applied
-        .status
-        .conditions
+        .conditions()
         .iter()
         .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
         .collect()
@@ -75,8 +55,12 @@ fn has(applied: &Applied<FsxBackupCopyStatus>, type_: &str, status: &str, reason
     health(applied).contains(&(type_.into(), status.into(), reason.into()))
 }
 
+/// Finishes `work` and records its health in the status, as the driver does.
 fn finish(work: Work, valid: &ValidCopy, now: Timestamp) -> Applied<FsxBackupCopyStatus> {
-    work.finish(now, valid, Some(1), &[], PACE)
+    let mut applied = work.finish(now, valid, PACE);
+    let conditions = applied.conditions();
+    applied.status.set_health(conditions, Some(1));
+    applied
 }
 
 fn phases(status: &FsxBackupCopyStatus) -> Vec<(String, String)> {

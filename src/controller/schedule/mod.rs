@@ -9,12 +9,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::Action;
 
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
-use super::effects::{Effect, perform};
+use super::effects::Effect;
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
-use crate::crd::common::{DeletionPolicy, Notifications};
+use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
 use crate::fsx::{BackupTarget, FsxApi, FsxError};
 use crate::retention;
@@ -41,22 +40,8 @@ pub struct ScheduleReconciler<F> {
 
 impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
     type Object = FsxBackupSchedule;
-    type Status = FsxBackupScheduleStatus;
     type Valid = ValidSchedule;
     type Fsx = F;
-    const NAME: &'static str = "schedule";
-
-    fn context(&self) -> &Context<F> {
-        &self.ctx
-    }
-
-    fn status(object: &FsxBackupSchedule) -> Option<&FsxBackupScheduleStatus> {
-        object.status.as_ref()
-    }
-
-    fn notifications(object: &FsxBackupSchedule) -> Option<&Notifications> {
-        object.spec.notifications.as_ref()
-    }
 
     fn validate(
         &self,
@@ -73,8 +58,6 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         now: Timestamp,
     ) -> Result<Applied<FsxBackupScheduleStatus>, Error> {
         let ctx = &*self.ctx;
-        let generation = object.metadata.generation;
-        let previous = object.status.as_ref().map_or(&[][..], |s| &s.conditions);
         let pace = Pace {
             poll: ctx.settings.poll_interval,
             retry: ctx.settings.retry_interval,
@@ -89,12 +72,12 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             .get(RUN_NOW_ANNOTATION)
             .map(String::as_str);
 
-        let mut work = Work::start(object.status.as_ref(), generation);
+        let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
         let new_run = work.runs(now, &valid);
         if work.needs_targets(new_run) {
             match self.select(&valid).await {
                 Ok(selected) => work.select(&selected),
-                Err(err) => return Ok(work.lookup_failed(now, generation, previous, pace, &err)),
+                Err(err) => return Ok(work.lookup_failed(pace, &err)),
             }
         }
         for create in work.creates(now, &valid, &owner, run_now) {
@@ -118,10 +101,10 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             self.prune(&mut work, &valid, &owner.uid, &target, now)
                 .await;
         }
-        Ok(work.finish(now, &valid, generation, previous, pace))
+        Ok(work.finish(now, &valid, pace))
     }
 
-    async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Action, Error> {
+    async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Effect, Error> {
         let ctx = &*self.ctx;
         let ids = target_ids(object);
         let targets: Vec<String> = ids.iter().cloned().collect();
@@ -130,39 +113,28 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             &object.name_any(),
             &targets,
         );
-        let note = if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
-            Effect::event(
-                false,
-                "BackupsRetained",
-                "Delete",
-                "deletionPolicy Retain: backups are left in place".into(),
-            )
-        } else {
-            let region = object
-                .spec
-                .region
-                .clone()
-                .or_else(|| ctx.settings.default_region.clone())
-                .ok_or_else(|| Error::CleanupPending("no Region to clean up in".into()))?;
-            let mut backups = Vec::new();
-            for id in ids {
-                backups.extend(
-                    ctx.fsx
-                        .describe_backups_of(&region, &BackupTarget::from_id(id))
-                        .await?,
-                );
-            }
-            let uid = object.uid().unwrap_or_default();
-            let deleted = cleanup::delete_owned(ctx, &region, &backups, &uid, "backup(s)").await?;
-            Effect::event(
-                false,
-                "BackupsDeleted",
-                "Delete",
-                format!("deletionPolicy Delete: {deleted} backup(s) deleted"),
-            )
-        };
-        perform(ctx, object, None, vec![note]).await;
-        Ok(Action::await_change())
+        if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
+            return Ok(cleanup::retained("BackupsRetained", "backups"));
+        }
+        let region = object
+            .spec
+            .region
+            .clone()
+            .or_else(|| ctx.settings.default_region.clone())
+            .ok_or_else(|| Error::CleanupPending("no Region to clean up in".into()))?;
+        let mut backups = Vec::new();
+        for id in ids {
+            backups.extend(
+                ctx.fsx
+                    .describe_backups_of(&region, &BackupTarget::from_id(id))
+                    .await?,
+            );
+        }
+        cleanup::delete_owned(ctx, object, &region, &backups, "BackupsDeleted", "backups").await
+    }
+
+    fn context(&self) -> &Context<F> {
+        &self.ctx
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{Health, Reason};
 use crate::controller::driver::{Applied, Pace};
@@ -145,13 +145,11 @@ impl Work {
                     "{} scheduled run(s) skipped (latest {at}): later than startingDeadlineSeconds or superseded by a later run",
                     due.missed
                 );
-                self.effects
-                    .push(Effect::Count(Counter::MissedRuns, u64::from(due.missed)));
-                self.effects
-                    .push(Effect::failure("all targets", None, message.clone()));
-                self.effects.push(Effect::event(
-                    true,
-                    Reason::MissedSchedule.as_str(),
+                self.effects.extend(Effect::failed(
+                    (Counter::MissedRuns, u64::from(due.missed)),
+                    "all targets",
+                    None,
+                    Reason::MissedSchedule,
                     "Schedule",
                     message,
                 ));
@@ -329,15 +327,11 @@ impl Work {
         let status = &mut self.status;
         status.missed_runs = Some(status.missed_runs.unwrap_or(0).saturating_add(1));
         status.last_missed_time = Some(Time(run_slot));
-        self.effects.push(Effect::Count(Counter::MissedRuns, 1));
-        self.effects.push(Effect::failure(
+        self.effects.extend(Effect::failed(
+            (Counter::MissedRuns, 1),
             target,
             None,
-            format!("the backup for the run at {run_slot} was not taken in time"),
-        ));
-        self.effects.push(Effect::event(
-            true,
-            Reason::MissedSchedule.as_str(),
+            Reason::MissedSchedule,
             "CreateBackup",
             format!("backup of {target} for the run at {run_slot} was not taken in time: {why}"),
         ));
@@ -365,13 +359,12 @@ impl Work {
                     || format!("the run at {}", create.slot),
                     |n| format!("run-now `{n}`"),
                 );
-                self.effects.push(Effect::event(
-                    false,
+                self.effects.extend(Effect::done(
+                    Counter::BackupsCreated,
                     "BackupCreated",
                     "CreateBackup",
                     format!("backup {} of {} created for {run}", backup.id, target.id),
                 ));
-                self.effects.push(Effect::Count(Counter::BackupsCreated, 1));
                 if create.run_now.is_none() {
                     target.last_scheduled_time = Some(Time(create.slot));
                     let offset = SignedDuration::try_from(valid.offset).unwrap_or_default();
@@ -400,17 +393,13 @@ impl Work {
                 };
                 let text = err.to_string();
                 if target.message.as_deref() != Some(text.as_str()) {
-                    self.effects.push(Effect::event(
-                        true,
-                        Reason::UserAction(reason).as_str(),
-                        "CreateBackup",
-                        format!("{}: {text}", target.id),
-                    ));
-                    self.effects.push(Effect::Count(Counter::BackupsFailed, 1));
-                    self.effects.push(Effect::failure(
+                    self.effects.extend(Effect::failed(
+                        (Counter::BackupsFailed, 1),
                         &target.id,
                         None,
-                        format!("CreateBackup refused: {text}"),
+                        Reason::UserAction(reason),
+                        "CreateBackup",
+                        format!("CreateBackup of {} refused: {text}", target.id),
                     ));
                 }
                 target.message = Some(text);

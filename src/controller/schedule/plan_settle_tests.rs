@@ -25,7 +25,7 @@ fn a_late_run_gets_its_whole_backup_timeout() {
         missing: Vec::new(),
     };
     work.settle(now, &valid, Some(&found));
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     let last = applied.status.targets[0]
         .last_backup
         .clone()
@@ -74,7 +74,7 @@ fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
     let now = at("2026-03-01T11:30:00Z");
     let mut work = Work::start(Some(&status), Some(1));
     work.settle(now, &valid, None);
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(events(&applied.effects), vec!["BackupFailed"]);
     assert!(
         applied
@@ -161,7 +161,7 @@ fn an_available_backup_settles_with_success_and_a_retention_pass() {
         &plan,
         &[("backup-00000001".into(), Ok(()))],
     );
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     let target = &applied.status.targets[0];
     assert_eq!(target.managed_backup_count, Some(1));
     assert_eq!(target.managed_backups[0].id, "backup-00000002");
@@ -201,7 +201,7 @@ fn a_failed_deletion_is_kept_listed_as_pending_and_retried_soon() {
         &plan,
         &[("backup-00000001".into(), Err(busy()))],
     );
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     let listed = &applied.status.targets[0].managed_backups;
     assert_eq!(
         listed

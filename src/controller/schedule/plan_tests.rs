@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
+use crate::controller::fixtures::{self, at};
 use crate::crd::schedule::FsxBackupSchedule;
-use crate::fsx::{BackupType, UserActionReason};
+use crate::fsx::UserActionReason;
 use crate::ownership::OWNER_UID_KEY;
 
 use crate::validate::schedule::validate;
@@ -18,10 +19,6 @@ const PACE: Pace = Pace {
     poll: Duration::from_secs(30),
     retry: Duration::from_secs(10),
 };
-
-fn at(text: &str) -> Timestamp {
-    text.parse().expect("timestamp")
-}
 
 fn valid(spec: serde_json::Value) -> ValidSchedule {
     let object: FsxBackupSchedule = serde_json::from_value(json!({
@@ -51,18 +48,11 @@ fn owner() -> Owner {
     }
 }
 
+/// A backup this schedule owns.
 fn backup(id: &str, lifecycle: Lifecycle, created: &str) -> Backup {
     Backup {
-        id: id.into(),
-        lifecycle,
-        backup_type: Some(BackupType::UserInitiated),
-        progress_percent: None,
-        created_at: Some(at(created)),
         tags: ownership_tags(KIND, "storage", "nightly", UID),
-        failure_message: None,
-        target: Some(BackupTarget::FileSystem("fs-0123456789abcdef0".into())),
-        source_backup_id: None,
-        source_region: None,
+        ..fixtures::backup(id, lifecycle, created)
     }
 }
 
@@ -103,9 +93,8 @@ fn pending(valid: &ValidSchedule, slot: &str) -> FsxBackupScheduleStatus {
 
 fn reason_of(applied: &Applied<FsxBackupScheduleStatus>, type_: &str) -> (String, String) {
     let c = applied
-        .status
-        .conditions
-        .iter()
+        .conditions()
+        .into_iter()
         .find(|c| c.type_ == type_)
         .expect("condition");
     (c.status.clone(), c.reason.clone())
@@ -149,7 +138,7 @@ fn a_new_schedule_waits_for_its_first_run_and_is_ready() {
     );
     work.select(&select_file_systems(&valid.targets, Vec::new()));
     assert!(work.creates(now, &valid, &owner(), None).is_empty());
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         applied.status.next_schedule_time,
         Some(Time(at("2026-03-01T11:00:00Z")))
@@ -221,7 +210,7 @@ fn a_run_waiting_behind_the_previous_backup_retries_then_counts_as_missed() {
     let status = pending(&valid, "2026-03-01T11:00:00Z");
     let now = at("2026-03-01T11:00:01Z");
     let (work, _) = reconcile_creates(&valid, &status, now, |_| Err(busy()));
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Reconciling"),
         ("True".into(), "WaitingForPreviousBackup".into())
@@ -260,7 +249,7 @@ fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
     let mut work = Work::start(Some(&status), Some(1));
     assert_eq!(work.runs(at("2026-03-01T11:20:00Z"), &valid), None);
     assert_eq!(work.status.missed_runs, Some(1));
-    let applied = work.finish(at("2026-03-01T11:20:00Z"), &valid, Some(1), &[], PACE);
+    let applied = work.finish(at("2026-03-01T11:20:00Z"), &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Ready"),
         ("False".into(), "MissedSchedule".into())
@@ -278,7 +267,7 @@ fn a_suspended_schedule_makes_nothing_and_is_ready() {
         work.status.missed_runs, None,
         "suspended runs are not missed"
     );
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Ready"),
         ("True".into(), "Suspended".into())
@@ -297,7 +286,7 @@ fn a_missing_target_stalls_with_the_reason_fsx_gave() {
         ))
     });
     assert_eq!(events(&work.effects), vec!["TargetNotFound"]);
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Stalled"),
         ("True".into(), "TargetNotFound".into())
@@ -342,7 +331,7 @@ fn one_broken_target_of_two_degrades_instead_of_stalling() {
             ))
         }
     });
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Ready"),
         ("False".into(), "AccessDenied".into())
@@ -411,7 +400,7 @@ fn selector_targets_come_and_go_and_ontap_is_reported() {
         work.creates(now, &valid, &owner(), Some("n1")).is_empty(),
         "neither the ONTAP one nor the one gone"
     );
-    let applied = work.finish(now, &valid, Some(1), &[], PACE);
+    let applied = work.finish(now, &valid, PACE);
     assert_eq!(
         reason_of(&applied, "Stalled"),
         ("True".into(), "TargetNotBackupable".into())
@@ -496,7 +485,7 @@ fn the_next_wake_is_the_earliest_of_run_poll_retry_and_expiry() {
     });
     let wake = |status: &FsxBackupScheduleStatus| {
         Work::start(Some(status), Some(1))
-            .finish(now, &valid, Some(1), &[], PACE)
+            .finish(now, &valid, PACE)
             .requeue
     };
     assert_eq!(

@@ -1,9 +1,8 @@
 //! The end of a copy reconcile: the bounded status list, health and the next wake-up.
 
 use super::{
-    Applied, Condition, CopyPhase, Duration, FsxBackupCopyStatus, Health, Lifecycle,
-    MAX_LISTED_COPIES, MAX_REQUEUE, Pace, Reason, Source, Timestamp, ValidCopy, Work, is_copying,
-    is_pending,
+    Applied, CopyPhase, Duration, FsxBackupCopyStatus, Health, Lifecycle, MAX_LISTED_COPIES,
+    MAX_REQUEUE, Pace, Reason, Source, Timestamp, ValidCopy, Work, is_copying, is_pending,
 };
 
 impl Work {
@@ -12,8 +11,6 @@ impl Work {
         mut self,
         now: Timestamp,
         valid: &ValidCopy,
-        generation: Option<i64>,
-        previous: &[Condition],
         pace: Pace,
     ) -> Applied<FsxBackupCopyStatus> {
         let copies = &mut self.status.copies;
@@ -39,7 +36,12 @@ impl Work {
         self.status.queued = Some(u32::try_from(queued).unwrap_or(u32::MAX));
         let health = self.health(valid);
         let requeue = self.next_wake(now, pace);
-        Applied::with_health(self.status, &health, previous, generation, now)(self.effects, requeue)
+        Applied {
+            status: self.status,
+            health,
+            effects: self.effects,
+            requeue,
+        }
     }
 
     /// Routine work in flight is healthy (as for schedules); a one-shot copy is

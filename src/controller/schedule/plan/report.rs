@@ -1,23 +1,17 @@
 //! The end of a schedule reconcile: health and the next wake-up.
 
 use super::{
-    Applied, Condition, Duration, Effect, FsxBackupScheduleStatus, FsxError, Health, MAX_REQUEUE,
-    Pace, Reason, TargetStatus, Timestamp, ValidSchedule, Work, is_selected,
+    Applied, Duration, Effect, FsxBackupScheduleStatus, FsxError, Health, MAX_REQUEUE, Pace,
+    Reason, TargetStatus, Timestamp, ValidSchedule, Work, is_selected,
 };
 
 impl Work {
     /// A failure before any target could be handled (the selector's lookup).
-    pub fn lookup_failed(
-        mut self,
-        now: Timestamp,
-        generation: Option<i64>,
-        previous: &[Condition],
-        pace: Pace,
-        err: &FsxError,
-    ) -> Applied<FsxBackupScheduleStatus> {
+    pub fn lookup_failed(mut self, pace: Pace, err: &FsxError) -> Applied<FsxBackupScheduleStatus> {
         let health = if let FsxError::UserAction { reason, .. } = err {
             let text = err.to_string();
-            if previous.iter().all(|c| c.message != text) {
+            // The status still holds the conditions of the last reconcile.
+            if self.status.conditions.iter().all(|c| c.message != text) {
                 self.effects.push(Effect::event(
                     true,
                     Reason::UserAction(*reason).as_str(),
@@ -29,10 +23,12 @@ impl Work {
         } else {
             Health::progressing(Reason::RetryingAfterError, err.to_string())
         };
-        Applied::with_health(self.status, &health, previous, generation, now)(
-            self.effects,
-            pace.retry,
-        )
+        Applied {
+            status: self.status,
+            health,
+            effects: self.effects,
+            requeue: pace.retry,
+        }
     }
 
     /// Step 7: health and the next wake-up; targets no longer selected and with no
@@ -41,8 +37,6 @@ impl Work {
         mut self,
         now: Timestamp,
         valid: &ValidSchedule,
-        generation: Option<i64>,
-        previous: &[Condition],
         pace: Pace,
     ) -> Applied<FsxBackupScheduleStatus> {
         self.status
@@ -50,7 +44,12 @@ impl Work {
             .retain(|t| is_selected(t) || t.managed_backup_count.unwrap_or(0) > 0);
         let health = self.health(valid);
         let requeue = self.next_wake(now, valid, pace);
-        Applied::with_health(self.status, &health, previous, generation, now)(self.effects, requeue)
+        Applied {
+            status: self.status,
+            health,
+            effects: self.effects,
+            requeue,
+        }
     }
 
     fn health(&self, valid: &ValidSchedule) -> Health {

@@ -96,9 +96,8 @@ impl Work {
                 Verdict::Delete { reason } => {
                     match deleted.iter().find(|(id, _)| *id == decision.backup_id) {
                         Some((_, Ok(()))) => {
-                            self.effects.push(Effect::Count(Counter::BackupsDeleted, 1));
-                            self.effects.push(Effect::event(
-                                false,
+                            self.effects.extend(Effect::done(
+                                Counter::BackupsDeleted,
                                 "BackupPruned",
                                 "DeleteBackup",
                                 format!(
@@ -204,11 +203,11 @@ fn settle(
         effects.push(Effect::success(&target.id, Some(&last.id), note));
     } else if let Some(message) = &last.failure_message {
         let note = format!("backup {} of {} failed: {message}", last.id, target.id);
-        effects.push(Effect::Count(Counter::BackupsFailed, 1));
-        effects.push(Effect::failure(&target.id, Some(&last.id), note.clone()));
-        effects.push(Effect::event(
-            true,
-            Reason::BackupFailed.as_str(),
+        effects.extend(Effect::failed(
+            (Counter::BackupsFailed, 1),
+            &target.id,
+            Some(&last.id),
+            Reason::BackupFailed,
             "CreateBackup",
             note,
         ));

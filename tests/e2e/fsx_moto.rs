@@ -2,8 +2,6 @@
 //! implementation of the FSx JSON protocol: the check that our requests are
 //! well-formed for someone else's server, not only for our own emulator.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use aws_sdk_fsx::types::{CreateFileSystemWindowsConfiguration, FileSystemType};
@@ -15,8 +13,8 @@ const REGION: &str = "us-east-1";
 
 #[tokio::test]
 async fn create_describe_tag_delete_against_moto() {
-    let moto = support::Moto::start().await;
-    let sdk = support::aws_sdk_config(REGION).await;
+    let moto = crate::support::Moto::start().await;
+    let sdk = crate::support::aws_sdk_config(REGION).await;
 
     // moto needs a file system to back up; make one with the SDK directly.
     let raw = aws_sdk_fsx::Client::from_conf(

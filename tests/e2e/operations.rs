@@ -3,11 +3,13 @@
 //! configuration errors. The operator binary runs against the real
 //! kube-apiserver and the FSx emulator.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::operator::{
+    Operator, OperatorConfig, TestClock, eventually, install_crds, test_dir,
+};
+use crate::support::world::{REGION, WAIT, World, tail};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::{Emulator, FileSystemType, RunningEmulator, Timing};
 use jiff::{SignedDuration, Timestamp};
@@ -15,8 +17,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use support::operator::{Operator, OperatorConfig, TestClock, eventually, install_crds, test_dir};
-use support::world::{REGION, WAIT, World, tail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `(scheduled time, lifecycle)` of the schedule's first target's last backup.
@@ -84,7 +84,7 @@ async fn metrics_port(operator: &Operator) -> u16 {
 
 #[tokio::test]
 async fn metrics_after_a_cycle_show_the_documented_series() {
-    support::with_namespace("ops-metrics", |client, namespace| async move {
+    crate::support::with_namespace("ops-metrics", |client, namespace| async move {
         let world = World::new(client, namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         world
@@ -101,9 +101,15 @@ async fn metrics_after_a_cycle_show_the_documented_series() {
         let port = metrics_port(&world.operator).await;
         assert_eq!(get(port, "/healthz").await.0, 200);
         assert_eq!(get(port, "/readyz").await.0, 200);
+        let schedule = format!(r#"{{namespace="{namespace}",schedule="hourly"}}"#);
+        // Metrics follow the status write that they describe.
+        let deleted = format!("fsxbackup_backups_deleted_total{schedule}");
+        eventually("the prune counted", WAIT, || async {
+            value(&get(port, "/metrics").await.1, &deleted).is_some().then_some(())
+        })
+        .await;
         let (status, text) = get(port, "/metrics").await;
         assert_eq!(status, 200);
-        let schedule = format!(r#"{{namespace="{namespace}",schedule="hourly"}}"#);
         let expect = [
             (format!("fsxbackup_backups_created_total{schedule}"), 2.0),
             (format!("fsxbackup_backups_deleted_total{schedule}"), 1.0),
@@ -130,7 +136,7 @@ async fn metrics_after_a_cycle_show_the_documented_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_in_flight_backup_exits_cleanly_and_the_run_completes_after_restart() {
-    support::with_namespace("ops-sigterm", |client, namespace| async move {
+    crate::support::with_namespace("ops-sigterm", |client, namespace| async move {
         let mut world = World::new(client, namespace).await;
         world.emulator.set_timing(Timing {
             create_duration: Duration::from_secs(4),
@@ -235,7 +241,7 @@ impl Replicas {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_or_lost_runs() {
-    support::with_namespace("ops-ha", |client, namespace| async move {
+    crate::support::with_namespace("ops-ha", |client, namespace| async move {
         install_crds();
         let emulator = Emulator::new();
         let running = emulator.start().await.expect("emulator");
@@ -367,10 +373,10 @@ async fn http_receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_gets_failures_always_successes_when_asked_and_an_sns_outage_blocks_nothing() {
-    support::with_namespace("ops-sns", |client, namespace| async move {
-        let moto = support::Moto::start().await;
+    crate::support::with_namespace("ops-sns", |client, namespace| async move {
+        let moto = crate::support::Moto::start().await;
         let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(&support::aws_sdk_config(REGION).await)
+            aws_sdk_sns::config::Builder::from(&crate::support::aws_sdk_config(REGION).await)
                 .endpoint_url(&moto.endpoint)
                 .build(),
         );
@@ -507,7 +513,7 @@ fn invalid_configuration_exits_non_zero_naming_the_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_the_lease_and_exits_zero() {
-    support::with_namespace("ops-release", |client, namespace| async move {
+    crate::support::with_namespace("ops-release", |client, namespace| async move {
         install_crds();
         let emulator = Emulator::new();
         let running = emulator.start().await.expect("emulator");

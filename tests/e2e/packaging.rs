@@ -5,8 +5,6 @@
 //! (allowed and forbidden requests), and the operator binary running a whole
 //! backup, prune and copy cycle with a token of that `ServiceAccount`.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,15 +12,15 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::support::operator::{
+    OperatorConfig, eventually, install_crds, kubectl, kubectl_with_input, test_dir,
+};
+use crate::support::world::{WAIT, World, events};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_emulator::{BackupLifecycle, FileSystemType, Timing};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::operator::{
-    OperatorConfig, eventually, install_crds, kubectl, kubectl_with_input, test_dir,
-};
-use support::world::{WAIT, World, events};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/fsx-backup-operator");
 
@@ -35,7 +33,7 @@ fn repo() -> &'static Path {
 
 fn tool(name: &str) -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(support::tools_bin).join(name)
+    BIN.get_or_init(crate::support::tools_bin).join(name)
 }
 
 /// Asserts that `output` is a success and returns its standard output.
@@ -66,7 +64,7 @@ fn helm(args: &[&str]) -> Output {
 
 /// Runs helm against the shared control plane.
 fn helm_on_cluster(args: &[&str]) -> Output {
-    let kubeconfig = support::control_plane()
+    let kubeconfig = crate::support::control_plane()
         .kubeconfig
         .to_str()
         .expect("kubeconfig path is UTF-8");
@@ -1260,7 +1258,7 @@ fn helm_install_with_every_feature_creates_exactly_the_expected_objects() {
 /// writes status, events, finalizers and its Lease, and is never forbidden.
 #[tokio::test]
 async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_account() {
-    support::with_namespace("pkg-sa-cycle", |client, namespace| async move {
+    crate::support::with_namespace("pkg-sa-cycle", |client, namespace| async move {
         let ns = namespace.clone();
         let (release, kubeconfig) = tokio::task::spawn_blocking(move || {
             let watch = format!("watchNamespaces={{{ns}}}");

@@ -1,12 +1,10 @@
 //! Every manifest in `examples/` is accepted by the real apiserver.
 
-mod support;
-
-use support::operator::{install_crds, kubectl};
+use crate::support::operator::{install_crds, kubectl};
 
 #[tokio::test]
 async fn every_example_is_accepted() {
-    support::with_namespace("examples", |_client, namespace| async move {
+    crate::support::with_namespace("examples", |_client, namespace| async move {
         install_crds();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
         let output = kubectl(&["apply", "--dry-run=server", "-n", &namespace, "-f", dir]);

@@ -3,8 +3,6 @@
 //! order-independent pagination, throttling absorbed by retries, and the
 //! classification of every error kind the controllers act on.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,7 +28,7 @@ async fn setup(config: AwsFsxConfig) -> Setup {
     let emulator = Emulator::new();
     let running = emulator.start().await.expect("start emulator");
     let fsx = AwsFsx::new(
-        support::aws_sdk_config(EAST).await,
+        crate::support::aws_sdk_config(EAST).await,
         AwsFsxConfig {
             endpoint_url: Some(running.endpoint.clone()),
             initial_backoff: Duration::from_millis(5),

@@ -2,8 +2,6 @@
 //! CRD registration, CRUD, list, watch, server-side-applied status, and
 //! optimistic-concurrency conflicts.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -55,7 +53,7 @@ async fn install_probe_crd(client: &kube::Client) {
 
 #[tokio::test]
 async fn crd_crud_watch_status_and_conflicts_against_real_apiserver() {
-    support::with_namespace("apiserver", |client, ns| async move {
+    crate::support::with_namespace("apiserver", |client, ns| async move {
         install_probe_crd(&client).await;
         let probes: Api<Probe> = Api::namespaced(client.clone(), &ns);
 

@@ -2,11 +2,11 @@
 //! and the FSx emulator, observed only through the Kubernetes API and the
 //! emulator's state and request log.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::support::operator::eventually;
+use crate::support::world::{REGION, WAIT, World, condition_of, events, tag};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_emulator::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, FileSystemSeed, FileSystemType,
@@ -16,8 +16,6 @@ use jiff::SignedDuration;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::operator::eventually;
-use support::world::{REGION, WAIT, World, condition_of, events, tag};
 
 const DESTINATION: &str = "us-west-2";
 
@@ -87,7 +85,7 @@ fn copies_of(world: &World, uid: &str) -> Vec<BackupSnapshot> {
 
 #[tokio::test]
 async fn follow_mode_copies_every_backup_within_the_slots_and_shares_them_fairly() {
-    support::with_namespace("fbc-follow", |client, namespace| async move {
+    crate::support::with_namespace("fbc-follow", |client, namespace| async move {
         let world = World::new(client.clone(), namespace.clone()).await;
         // Only the operator's queue may limit copies in progress here.
         world.emulator.set_limits(Limits { copies_in_progress_per_region: 50, ..Limits::default() });
@@ -170,7 +168,7 @@ fn started_at(backup: &BackupSnapshot) -> f64 {
 
 #[tokio::test]
 async fn one_shot_copy_waits_for_the_source_then_copies_once() {
-    support::with_namespace("fbc-oneshot", |client, namespace| async move {
+    crate::support::with_namespace("fbc-oneshot", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         world.emulator.set_timing(Timing { create_duration: Duration::ZERO, copy_duration: Duration::from_secs(1) });
         let fs = world.file_system(FileSystemType::OpenZfs);
@@ -207,7 +205,7 @@ async fn one_shot_copy_waits_for_the_source_then_copies_once() {
 
 #[tokio::test]
 async fn a_copy_accepted_but_not_recorded_is_not_duplicated() {
-    support::with_namespace("fbc-crash", |client, namespace| async move {
+    crate::support::with_namespace("fbc-crash", |client, namespace| async move {
         let mut world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Windows);
         let source = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
@@ -248,7 +246,7 @@ async fn a_copy_accepted_but_not_recorded_is_not_duplicated() {
 
 #[tokio::test]
 async fn destination_retention_prunes_only_its_own_copies_and_keeps_min_available() {
-    support::with_namespace("fbc-retention", |client, namespace| async move {
+    crate::support::with_namespace("fbc-retention", |client, namespace| async move {
         let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         let schedule = yearly_schedule(&world, "nightly", &fs).await;
@@ -319,7 +317,7 @@ async fn destination_retention_prunes_only_its_own_copies_and_keeps_min_availabl
 
 #[tokio::test]
 async fn user_fixable_errors_stall_with_a_message_and_no_retry_storm() {
-    support::with_namespace("fbc-stall", |client, namespace| async move {
+    crate::support::with_namespace("fbc-stall", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         let bad_key = "arn:aws:kms:us-west-2:111111111111:key/00000000-0000-0000-0000-000000000bad";
         world.emulator.set_limits(Limits {
@@ -375,7 +373,7 @@ async fn user_fixable_errors_stall_with_a_message_and_no_retry_storm() {
 
 #[tokio::test]
 async fn deleting_a_copy_object_deletes_or_retains_its_copies() {
-    support::with_namespace("fbc-delete", |client, namespace| async move {
+    crate::support::with_namespace("fbc-delete", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Windows);
         let source = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
@@ -405,7 +403,7 @@ async fn deleting_a_copy_object_deletes_or_retains_its_copies() {
 
 #[tokio::test]
 async fn fsx_copy_limit_puts_copies_back_in_the_queue() {
-    support::with_namespace("fbc-limit", |client, namespace| async move {
+    crate::support::with_namespace("fbc-limit", |client, namespace| async move {
         // The operator believes in 10 slots; FSx allows 2 (say, copies started elsewhere).
         let world = World::with_args(client, namespace, &["--copy-slots-per-region", "10"]).await;
         world.emulator.set_limits(Limits { copies_in_progress_per_region: 2, ..Limits::default() });
@@ -431,7 +429,7 @@ async fn fsx_copy_limit_puts_copies_back_in_the_queue() {
 
 #[tokio::test]
 async fn following_a_schedule_with_no_backups_yet_is_ready() {
-    support::with_namespace("fbc-empty", |client, namespace| async move {
+    crate::support::with_namespace("fbc-empty", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Windows);
         yearly_schedule(&world, "new", &fs).await;

@@ -7,8 +7,6 @@
 //! `scripts/control-plane.sh run`, which stops itself when this process exits
 //! (its stdin closes), however the process ends.
 
-#![allow(dead_code)] // each test binary uses its own subset of the helpers
-
 pub mod operator;
 pub mod world;
 

@@ -3,18 +3,16 @@
 //! CEL) or accepted and driven to `Stalled`/`InvalidSpec` by the operator with
 //! a message naming the field — and the emulator sees no create or delete.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::operator::{
+    Operator, OperatorConfig, TestClock, eventually, install_crds, kubectl_with_input, test_dir,
+};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::{Emulator, FileSystemSeed, FileSystemType};
 use jiff::SignedDuration;
 use kube::Api;
 use serde_json::{Value, json};
-use support::operator::{
-    Operator, OperatorConfig, TestClock, eventually, install_crds, kubectl_with_input, test_dir,
-};
 
 enum Expect {
     /// `kubectl apply` fails and stderr contains this.
@@ -154,7 +152,7 @@ fn cases(fs: &str) -> Vec<(&'static str, Value, Expect)> {
 
 #[tokio::test]
 async fn invalid_schedules_are_rejected_or_stalled_and_never_reach_fsx() {
-    support::with_namespace("fbs-invalid", |client, namespace| async move {
+    crate::support::with_namespace("fbs-invalid", |client, namespace| async move {
         install_crds();
         let emulator = Emulator::new();
         let running = emulator.start().await.expect("emulator");

@@ -2,18 +2,16 @@
 //! kube-apiserver and the FSx emulator, observed only through the Kubernetes
 //! API and the emulator's state. Time is moved with the operator's test clock.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::operator::eventually;
+use crate::support::world::{REGION, WAIT, World, condition_of, events, tag, tail};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::{BackupSeed, BackupType, FileSystemSeed, FileSystemType};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::operator::eventually;
-use support::world::{REGION, WAIT, World, condition_of, events, tag, tail};
 
 fn condition(object: &FsxBackupSchedule, type_: &str) -> Option<(String, String)> {
     condition_of(&object.status.as_ref()?.conditions, type_)
@@ -32,7 +30,7 @@ fn has_next_run(object: &FsxBackupSchedule) -> bool {
 
 #[tokio::test]
 async fn schedule_backs_up_reports_and_prunes_only_its_own() {
-    support::with_namespace("fbs-cycle", |client, namespace| async move {
+    crate::support::with_namespace("fbs-cycle", |client, namespace| async move {
         let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         let ancient = Timestamp::now()
@@ -183,7 +181,7 @@ async fn schedule_backs_up_reports_and_prunes_only_its_own() {
 
 #[tokio::test]
 async fn run_now_is_once_per_nonce_and_suspend_stops_runs() {
-    support::with_namespace("fbs-runnow", |client, namespace| async move {
+    crate::support::with_namespace("fbs-runnow", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Lustre);
         let created = world
@@ -224,7 +222,7 @@ async fn run_now_is_once_per_nonce_and_suspend_stops_runs() {
 
 #[tokio::test]
 async fn killed_between_create_and_status_write_makes_no_duplicate() {
-    support::with_namespace("fbs-crash", |client, namespace| async move {
+    crate::support::with_namespace("fbs-crash", |client, namespace| async move {
         let mut world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::OpenZfs);
         let created = world
@@ -287,7 +285,7 @@ async fn killed_between_create_and_status_write_makes_no_duplicate() {
 
 #[tokio::test]
 async fn operator_down_across_a_run_obeys_the_starting_deadline() {
-    support::with_namespace("fbs-deadline", |client, namespace| async move {
+    crate::support::with_namespace("fbs-deadline", |client, namespace| async move {
         let mut world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Windows);
         let created = world
@@ -333,7 +331,7 @@ async fn operator_down_across_a_run_obeys_the_starting_deadline() {
 
 #[tokio::test]
 async fn failed_and_busy_backups_are_reported() {
-    support::with_namespace("fbs-fail", |client, namespace| async move {
+    crate::support::with_namespace("fbs-fail", |client, namespace| async move {
         let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         world
@@ -358,12 +356,15 @@ async fn failed_and_busy_backups_are_reported() {
             .expect("last backup");
         assert_eq!(last.lifecycle, "FAILED");
         assert!(last.failure_message.is_some());
-        assert!(
+        // Events follow the status write that they describe.
+        eventually("a BackupFailed event", WAIT, || async {
             events(&client, &namespace, "flaky")
                 .await
                 .iter()
                 .any(|r| r == "BackupFailed")
-        );
+                .then_some(())
+        })
+        .await;
 
         // A backup that takes longer than the interval: the next run waits for
         // it (BackupInProgress) instead of stacking up, then goes through.
@@ -421,7 +422,7 @@ async fn failed_and_busy_backups_are_reported() {
 
 #[tokio::test]
 async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
-    support::with_namespace("fbs-delete", |client, namespace| async move {
+    crate::support::with_namespace("fbs-delete", |client, namespace| async move {
         let world = World::new(client, namespace).await;
         let fs = world.file_system(FileSystemType::Windows);
         let foreign = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
@@ -454,7 +455,7 @@ async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
 
 #[tokio::test]
 async fn targets_are_resolved_each_run_and_a_missing_one_is_reported() {
-    support::with_namespace("fbs-targets", |client, namespace| async move {
+    crate::support::with_namespace("fbs-targets", |client, namespace| async move {
         let world = World::new(client, namespace.clone()).await;
         let prod = |fs_type| {
             world
@@ -498,7 +499,7 @@ async fn targets_are_resolved_each_run_and_a_missing_one_is_reported() {
             let namespace = namespace.clone();
             move || {
                 [("by-id", "Ready"), ("by-tag", "Ready=false")].map(|(object, condition)| {
-                    let out = support::operator::kubectl(&[
+                    let out = crate::support::operator::kubectl(&[
                         "wait",
                         &format!("--for=condition={condition}"),
                         "--timeout=30s",
@@ -571,7 +572,7 @@ async fn targets_are_resolved_each_run_and_a_missing_one_is_reported() {
 
 #[tokio::test]
 async fn a_backup_past_its_timeout_counts_as_failed() {
-    support::with_namespace("fbs-timeout", |client, namespace| async move {
+    crate::support::with_namespace("fbs-timeout", |client, namespace| async move {
         let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         world.emulator.set_timing(fsx_emulator::Timing { create_duration: Duration::from_hours(1), copy_duration: Duration::ZERO });
@@ -600,7 +601,7 @@ async fn a_backup_past_its_timeout_counts_as_failed() {
 /// reported FAILED while FSx is still making it, and it is followed to AVAILABLE.
 #[tokio::test]
 async fn a_run_taken_late_is_not_failed_by_its_timeout_at_once() {
-    support::with_namespace("fbs-late-timeout", |client, namespace| async move {
+    crate::support::with_namespace("fbs-late-timeout", |client, namespace| async move {
         let mut world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         world.emulator.set_timing(fsx_emulator::Timing {

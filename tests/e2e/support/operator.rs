@@ -144,7 +144,8 @@ impl Operator {
         None
     }
 
-    /// The process id, while it runs.
+    /// The process id, while it runs (the benchmark samples its memory).
+    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }

@@ -1,0 +1,18 @@
+//! The integration tests, as one test binary so CI links them once: the operator
+//! binary and the library against a real kube-apiserver + etcd, the FSx emulator
+//! (through the real `aws-sdk-fsx`), moto, kubectl and helm. `support/` is the harness.
+
+// End-to-end scenarios read top to bottom, one step after another.
+#![allow(clippy::too_many_lines)]
+
+mod apiserver;
+mod copy_e2e;
+mod crds;
+mod examples;
+mod fsx_boundary;
+mod fsx_moto;
+mod operations;
+mod packaging;
+mod schedule_e2e;
+mod schedule_invalid;
+mod support;
