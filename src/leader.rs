@@ -4,7 +4,7 @@
 //! passed. Updates use the Lease's `resourceVersion`, so two replicas racing for
 //! it cannot both win. Wall-clock time is used throughout (never a test clock).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -82,10 +82,13 @@ impl Elector {
             .is_some_and(|h| !h.is_empty());
         let valid_for =
             SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-        let expired = spec
-            .renew_time
-            .as_ref()
-            .is_none_or(|renewed| renewed.0 + valid_for < now);
+        // A renewTime so far ahead that adding the duration overflows never expires.
+        let expired = spec.renew_time.as_ref().is_none_or(|renewed| {
+            renewed
+                .0
+                .checked_add(valid_for)
+                .is_ok_and(|until| until < now)
+        });
         if !ours && held_by_someone && !expired {
             return Ok(false);
         }
@@ -130,33 +133,61 @@ impl Elector {
         }
     }
 
+    /// How long this replica may act after the start of its last successful
+    /// renewal: the Lease duration less one renewal period, so that it stops
+    /// before another replica could see the Lease expire.
+    fn acting_window(&self) -> Duration {
+        self.config.duration.saturating_sub(self.config.renew_every)
+    }
+
     /// Runs the election until `stop` fires, publishing whether this replica leads.
-    /// A leader that cannot renew within the Lease duration (or finds another
-    /// holder) reports `false` at once, before anyone else can take over.
+    /// A leader that cannot renew within its acting window (a failing or hung
+    /// apiserver link: every attempt is bounded by that window) or finds another
+    /// holder reports `false` before anyone else can take over.
     pub async fn run(self, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
-        let mut last_renewed: Option<std::time::Instant> = None;
+        let mut last_renewed: Option<Instant> = None;
         loop {
-            let result = self.try_acquire_or_renew().await;
+            // Counted from before the request: the renewTime written is no earlier.
+            let started = Instant::now();
+            let still_ours = |at: Option<Instant>| {
+                at.map(|at| self.acting_window().saturating_sub(at.elapsed()))
+            };
+            // A hung call must not outlive the window in which we may still act.
+            let limit = match (still_ours(last_renewed), *leading.borrow()) {
+                (Some(left), true) => left.min(self.config.renew_every),
+                _ => self.config.renew_every,
+            };
+            let result = tokio::time::timeout(limit, self.try_acquire_or_renew()).await;
             let now_leading = match result {
-                Ok(held) => {
+                Ok(Ok(held)) => {
                     if held {
-                        last_renewed = Some(std::time::Instant::now());
+                        last_renewed = Some(started);
                     }
                     held
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     tracing::warn!(error = %err, lease = %self.config.name, "cannot reach the leader Lease");
                     // Keep leading only while the Lease we renewed is certainly still ours.
-                    let deadline = self.config.duration.saturating_sub(self.config.renew_every);
-                    last_renewed.is_some_and(|at| at.elapsed() < deadline) && *leading.borrow()
+                    still_ours(last_renewed).is_some_and(|left| !left.is_zero())
+                        && *leading.borrow()
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.config.name, timeout = ?limit, "the leader Lease did not answer in time");
+                    still_ours(last_renewed).is_some_and(|left| !left.is_zero())
+                        && *leading.borrow()
                 }
             };
             if now_leading != *leading.borrow() {
                 tracing::info!(identity = %self.config.identity, leading = now_leading, "leader election");
                 let _ = leading.send(now_leading);
             }
+            // While leading on an old renewal, wake when its window closes.
+            let pause = match still_ours(last_renewed) {
+                Some(left) if now_leading => left.min(self.config.renew_every),
+                _ => self.config.renew_every,
+            };
             tokio::select! {
-                () = tokio::time::sleep(self.config.renew_every) => {}
+                () = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => break,
             }
         }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::controller::copy::CopyShared;
 use crate::controller::driver::Wiring;
+use crate::controller::lenient::Lenient;
 use crate::controller::{self, Context, Settings};
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
 use crate::duration::parse_duration;
@@ -61,6 +62,10 @@ pub struct Options {
     /// at the cost of lateness (see the README's benchmark).
     #[arg(long, env = "FSXBO_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
     pub max_concurrent_reconciles: u16,
+    /// Longest one reconcile may run before it is abandoned and retried (e.g. an
+    /// FSx endpoint that accepts connections and never answers).
+    #[arg(long, env = "FSXBO_RECONCILE_TIMEOUT", default_value = "10m", value_parser = duration_arg)]
+    pub reconcile_timeout: Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -162,9 +167,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     tokio::spawn(serve);
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
 
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|err| format!("cannot build a Kubernetes client: {err}"))?;
+    let (watch_client, client) = kube_clients().await?;
     let (ctx, clock_moved) = context(&options, client.clone(), metrics.clone()).await?;
 
     // SIGTERM: stop taking new work; reconciles in progress get `shutdown_timeout`.
@@ -201,7 +204,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         clock_moved,
         synced: synced.clone(),
     };
-    let controllers = controllers(&options.namespaces, &ctx, &wiring, &stop_rx);
+    let controllers = controllers(&options.namespaces, &watch_client, &ctx, &wiring, &stop_rx);
     let expected_synced = controllers.len();
     let readiness_task = tokio::spawn({
         let readiness = readiness.clone();
@@ -245,6 +248,28 @@ pub async fn run(options: Options) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Longest wait for one Kubernetes API answer outside watches: a hung link fails
+/// the reconcile (retried with backoff) instead of holding it forever.
+pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Two clients on the same credentials: one for watches (long reads, guarded by
+/// the watcher's own idle timeout) and one for every other call, with timeouts.
+async fn kube_clients() -> Result<(kube::Client, kube::Client), String> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|err| format!("cannot find a Kubernetes configuration: {err}"))?;
+    let mut calls = config.clone();
+    calls.read_timeout = Some(KUBE_CALL_TIMEOUT);
+    calls.write_timeout = Some(KUBE_CALL_TIMEOUT);
+    // Count from the request, not from when a pooled connection went idle.
+    calls.reset_reader_on_write = true;
+    let build = |config| {
+        kube::Client::try_from(config)
+            .map_err(|err| format!("cannot build a Kubernetes client: {err}"))
+    };
+    Ok((build(config)?, build(calls)?))
 }
 
 /// Where the Lease lives when leader election is on (`None` when it is off).
@@ -312,6 +337,7 @@ async fn context(
         retry_interval: options.retry_interval,
         copy_slots_per_region: options.copy_slots_per_region as usize,
         max_concurrent_reconciles: options.max_concurrent_reconciles,
+        reconcile_timeout: options.reconcile_timeout,
     };
     let ctx = Context::new(client, fsx, clock, settings, metrics, Some(notifier));
     Ok((ctx, clock_moved))
@@ -341,6 +367,7 @@ fn elector(options: &Options, client: kube::Client, namespace: String) -> Electo
 /// all namespaces); each ends when `stop` fires.
 fn controllers(
     namespaces: &[String],
+    client: &kube::Client,
     ctx: &Arc<Context<Fsx>>,
     wiring: &Wiring,
     stop: &watch::Receiver<bool>,
@@ -351,7 +378,6 @@ fn controllers(
         namespaces.iter().map(Some).collect()
     };
     let shared = CopyShared::new(ctx.settings.copy_slots_per_region);
-    let client = &ctx.client;
     let api = |namespace: Option<&String>| match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -361,7 +387,8 @@ fn controllers(
     };
     let mut controllers = Vec::new();
     for namespace in watched {
-        let (schedules, copies): (Api<FsxBackupSchedule>, Api<FsxBackupCopy>) = api(namespace);
+        let (schedules, copies): (Api<Lenient<FsxBackupSchedule>>, Api<Lenient<FsxBackupCopy>>) =
+            api(namespace);
         let (followed, _) = api(namespace);
         controllers.push(
             controller::schedule::run(

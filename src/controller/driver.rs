@@ -25,7 +25,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use super::effects::{Effect, perform};
+use super::effects::{Effect, perform, publish_event};
+use super::lenient::Lenient;
 use super::{Context, Error, FINALIZER, ObjectKey};
 use crate::conditions::{Health, Reason};
 use crate::crd::common::Notifications;
@@ -149,12 +150,15 @@ pub struct Wiring {
     pub synced: Arc<AtomicUsize>,
 }
 
+/// What a controller of `R` watches: its objects, however malformed.
+pub type Watched<R> = Lenient<<R as Reconciler>::Object>;
+
 /// Runs `reconciler`'s controller over `api` until `shutdown` fires. `configure`
 /// adds kind-specific triggers (watches of related objects, wake-up channels).
 pub async fn run<R: Reconciler>(
     reconciler: Arc<R>,
-    api: Api<R::Object>,
-    configure: impl FnOnce(Controller<R::Object>) -> Controller<R::Object>,
+    api: Api<Watched<R>>,
+    configure: impl FnOnce(Controller<Watched<R>>) -> Controller<Watched<R>>,
     wiring: Wiring,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -181,19 +185,21 @@ pub async fn run<R: Reconciler>(
 }
 
 async fn reconcile<R: Reconciler>(
-    object: Arc<R::Object>,
+    object: Arc<Watched<R>>,
     reconciler: Arc<R>,
 ) -> Result<Action, Error> {
     let ctx = reconciler.context();
     let key = ObjectKey::of(&*object);
     tracing::debug!(object = %key, "reconciling");
-    let api: Api<R::Object> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let api: Api<Watched<R>> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let started = std::time::Instant::now();
-    // A bug in one object's reconcile must not take every other object down with it.
-    let result = AssertUnwindSafe(guarded(&*reconciler, &api, object))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
+    let deadline = ctx.settings.reconcile_timeout;
+    // A bug in one object's reconcile must not take every other object down with
+    // it, and nothing it waits for may hold it forever.
+    let guarded = AssertUnwindSafe(guarded(&*reconciler, &api, object.clone())).catch_unwind();
+    let result = match tokio::time::timeout(deadline, guarded).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -201,7 +207,15 @@ async fn reconcile<R: Reconciler>(
                 .unwrap_or_default();
             tracing::error!(object = %key, panic = %message, "reconcile panicked");
             Err(Error::Panicked(message))
-        });
+        }
+        Err(_) => {
+            let note = format!(
+                "the reconcile did not finish within {deadline:?} (an FSx or Kubernetes call that does not answer); retrying with backoff"
+            );
+            publish_event(ctx, &*object, true, "ReconcileTimedOut", "Reconcile", &note).await;
+            Err(Error::TimedOut(deadline))
+        }
+    };
     observe(ctx, R::Object::LABEL, started, &result);
     if result.is_ok() {
         ctx.memory(&key, |m| m.failures = 0);
@@ -212,18 +226,32 @@ async fn reconcile<R: Reconciler>(
 
 async fn guarded<R: Reconciler>(
     reconciler: &R,
-    api: &Api<R::Object>,
-    object: Arc<R::Object>,
+    api: &Api<Watched<R>>,
+    object: Arc<Watched<R>>,
 ) -> Result<Action, Error> {
     let ctx = reconciler.context();
     let object = ctx.fresh(api, object).await?;
-    finalizer(api, FINALIZER, object, |event| async {
+    match &*object {
+        Lenient::Unreadable { error, .. } => {
+            return unreadable::<R>(ctx, api, &object, error).await;
+        }
+        Lenient::Read {
+            unreadable_status: Some(why),
+            ..
+        } => return reset_status::<R>(ctx, api, &object, why).await,
+        Lenient::Read { .. } => {}
+    }
+    finalizer(api, FINALIZER, object, |event| async move {
+        let (Finalizer::Apply(watched) | Finalizer::Cleanup(watched)) = &event;
+        let Some(object) = watched.read() else {
+            return Err(Error::Unreadable("changed while reconciling".into()));
+        };
         match event {
-            Finalizer::Apply(object) => apply(reconciler, api, &object).await,
-            Finalizer::Cleanup(object) => {
-                let note = reconciler.cleanup(&object).await?;
-                perform(ctx, &*object, None, vec![note]).await;
-                ctx.forget(&ObjectKey::of(&*object));
+            Finalizer::Apply(_) => apply(reconciler, api, object).await,
+            Finalizer::Cleanup(_) => {
+                let note = reconciler.cleanup(object).await?;
+                perform(ctx, object, None, vec![note]).await;
+                ctx.forget(&ObjectKey::of(object));
                 Ok(Action::await_change())
             }
         }
@@ -236,11 +264,82 @@ async fn guarded<R: Reconciler>(
     })
 }
 
+/// An object that cannot be read as its kind: reported on the object (a Warning
+/// event and `Stalled`, once per episode) and left alone until it changes. Nothing
+/// is backed up or deleted for it meanwhile; every other object carries on.
+async fn unreadable<R: Reconciler>(
+    ctx: &Context<R::Fsx>,
+    api: &Api<Watched<R>>,
+    object: &Watched<R>,
+    error: &str,
+) -> Result<Action, Error> {
+    let key = ObjectKey::of(object);
+    if ctx.memory(&key, |m| m.failures == 0) {
+        let message = format!(
+            "the object cannot be read: {error}. Correct the field (kubectl edit); until then nothing is backed up or deleted for it"
+        );
+        tracing::error!(object = %key, %error, "object cannot be read");
+        publish_event(
+            ctx,
+            object,
+            true,
+            Reason::InvalidSpec.as_str(),
+            "Read",
+            &message,
+        )
+        .await;
+        let generation = object.meta().generation;
+        let conditions = Health::stalled(Reason::InvalidSpec, message).conditions(
+            &[],
+            generation,
+            ctx.clock.now(),
+        );
+        let patch = serde_json::json!({
+            "status": {"conditions": conditions, "observedGeneration": generation}
+        });
+        let params = kube::api::PatchParams::default();
+        if let Err(err) = api
+            .patch_status(&key.name, &params, &kube::api::Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(object = %key, error = %err, "could not report the unreadable object in its status");
+        }
+    }
+    Err(Error::Unreadable(error.to_owned()))
+}
+
+/// An object whose status cannot be read (edited by hand beyond its bounds): the
+/// status is removed and rebuilt by the next reconcile, from FSx and the spec.
+async fn reset_status<R: Reconciler>(
+    ctx: &Context<R::Fsx>,
+    api: &Api<Watched<R>>,
+    object: &Watched<R>,
+    why: &str,
+) -> Result<Action, Error> {
+    let key = ObjectKey::of(object);
+    tracing::warn!(object = %key, error = %why, "status cannot be read; rebuilding it");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            controller: R::Object::LABEL.to_owned(),
+            kind: "unreadable_status".to_owned(),
+        })
+        .inc();
+    let message = format!("the status cannot be read ({why}); it is rebuilt from FSx");
+    publish_event(ctx, object, true, "StatusRebuilt", "Read", &message).await;
+    let params = kube::api::PatchParams::default();
+    let patch = serde_json::json!({ "status": null });
+    api.patch_status(&key.name, &params, &kube::api::Patch::Merge(&patch))
+        .await?;
+    // The status change is watched: the rebuild follows at once.
+    Ok(Action::await_change())
+}
+
 /// Validate, then apply and record; an invalid spec is recorded as `Stalled` and
 /// waits for the next spec change.
 async fn apply<R: Reconciler>(
     reconciler: &R,
-    api: &Api<R::Object>,
+    api: &Api<Watched<R>>,
     object: &R::Object,
 ) -> Result<Action, Error> {
     let ctx = reconciler.context();
@@ -285,7 +384,7 @@ fn invalid<S: ObjectStatus>(previous: Option<&S>, message: String) -> Applied<S>
 /// is retried does not report twice.
 async fn record<F, K: ManagedObject>(
     ctx: &Context<F>,
-    api: &Api<K>,
+    api: &Api<Lenient<K>>,
     object: &K,
     now: Timestamp,
     applied: Applied<K::Status>,
@@ -302,7 +401,7 @@ async fn record<F, K: ManagedObject>(
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects
 fn error_policy<R: Reconciler>(
-    object: Arc<R::Object>,
+    object: Arc<Watched<R>>,
     error: &Error,
     reconciler: Arc<R>,
 ) -> Action {
@@ -331,7 +430,7 @@ pub fn retry_delay(
     poll: Duration,
 ) -> Option<Duration> {
     match error {
-        Error::InvalidSpec(_) => None,
+        Error::InvalidSpec(_) | Error::Unreadable(_) => None,
         // Waiting for backups in flight, not failing: look again at the poll pace.
         Error::CleanupPending(_) => Some(poll),
         // Needs a person, but the fix (an IAM policy, a quota) happens outside the

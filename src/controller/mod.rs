@@ -12,6 +12,7 @@ pub mod driver;
 pub mod effects;
 #[cfg(test)]
 mod fixtures;
+pub mod lenient;
 pub mod schedule;
 
 use std::collections::HashMap;
@@ -50,6 +51,9 @@ pub struct Settings {
     /// Reconciles running at once per controller (0: unlimited): bounds memory and
     /// connections when thousands of objects are due at the same instant.
     pub max_concurrent_reconciles: u16,
+    /// Longest one reconcile may run: whatever hangs below it (an FSx, SNS or
+    /// Kubernetes call) fails the reconcile, which is retried with backoff.
+    pub reconcile_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -60,6 +64,7 @@ impl Default for Settings {
             retry_interval: Duration::from_secs(30),
             copy_slots_per_region: 5,
             max_concurrent_reconciles: 0,
+            reconcile_timeout: Duration::from_mins(10),
         }
     }
 }
@@ -202,23 +207,23 @@ impl<F> Context<F> {
 
     /// Applies `status` with server-side apply, only when it differs from the
     /// object's current status (no writes, and so no GitOps diffs, when nothing changed).
-    pub async fn write_status<K, S>(
+    pub async fn write_status<W, S>(
         &self,
-        api: &Api<K>,
-        object: &K,
+        api: &Api<W>,
+        object: &impl Resource<DynamicType = ()>,
         previous: Option<&S>,
         status: &S,
     ) -> Result<(), Error>
     where
-        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + fmt::Debug,
+        W: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + fmt::Debug,
         S: serde::Serialize + PartialEq,
     {
         if previous == Some(status) {
             return Ok(());
         }
         let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
+            "apiVersion": W::api_version(&()),
+            "kind": W::kind(&()),
             "status": status,
         });
         let written = api
@@ -256,6 +261,12 @@ pub enum Error {
     /// A bug: the reconcile panicked. Isolated to this object and retried with backoff.
     #[error("reconcile panicked: {0}")]
     Panicked(String),
+    /// The stored object cannot be read as its kind (a value the schema did not
+    /// bound when it was stored): only a change of the object can fix it.
+    #[error("the object cannot be read: {0}")]
+    Unreadable(String),
+    #[error("reconcile did not finish within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl Error {
@@ -268,6 +279,8 @@ impl Error {
             Self::CleanupPending(_) => "cleanup_pending",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::Panicked(_) => "panic",
+            Self::Unreadable(_) => "unreadable",
+            Self::TimedOut(_) => "timeout",
         }
     }
 }

@@ -50,33 +50,46 @@ pub struct RetentionSpec {
     pub max_age: Option<String>,
     /// Delete backups beyond the newest N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub max_count: Option<u32>,
     /// Always keep the newest N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_last: Option<u32>,
     /// Keep the newest backup of each of the last N hours that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_hourly: Option<u32>,
     /// Keep the newest backup of each of the last N days (in the schedule's time zone) that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_daily: Option<u32>,
     /// Keep the newest backup of each of the last N ISO weeks that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_weekly: Option<u32>,
     /// Keep the newest backup of each of the last N months that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_monthly: Option<u32>,
     /// Keep the newest backup of each of the last N years that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub keep_yearly: Option<u32>,
     /// Safety floor: never leave fewer AVAILABLE backups than this, whatever
     /// their age (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
     pub min_available: Option<u32>,
     /// FAILED backups kept for inspection (default 3); older failures are deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1000))]
     pub failed_history_limit: Option<u32>,
 }
+
+/// Largest count a retention rule accepts: far above any FSx backup quota, and
+/// bounded so that no stored value can overflow what the operator reads it into.
+pub const MAX_RETENTION_COUNT: u32 = 100_000;
 
 /// Default `minAvailable`.
 pub const DEFAULT_MIN_AVAILABLE: u32 = 1;
@@ -138,7 +151,10 @@ pub struct Notifications {
 /// The rules FSx applies to tag keys and values, checked by the apiserver so
 /// a bad tag is rejected at `kubectl apply` rather than at the first backup.
 pub const TAG_RULES: &str = "self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && \
-     !k.startsWith('fsxbackup.io/') && k != 'Name' && size(self[k]) <= 256)";
+     !k.startsWith('fsxbackup.io/') && k != 'Name' && k.matches('^[\\\\p{L}\\\\p{Z}\\\\p{N}_.:/=+@-]+$'))";
+
+/// FSx's character set for tag keys and values: letters, spaces, digits and `_.:/=+-@`.
+pub const TAG_VALUE_PATTERN: &str = r"^[\p{L}\p{Z}\p{N}_.:/=+@-]*$";
 
 /// Extra tags: FSx's limits (key ≤ 128, value ≤ 256 characters, no `aws:`
 /// prefix) and the operator's reserved keys, checked by the apiserver.

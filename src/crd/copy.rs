@@ -43,8 +43,8 @@ pub struct FsxBackupCopySpec {
     pub copy_tags: Option<bool>,
     /// Extra tags on every copy, with the same limits as on schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 45))]
-    #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 characters, not start with aws: or fsxbackup.io/, not be Name; values at most 256 characters"))]
+    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// How long to keep the copies in the destination (follow mode). Omitted: keep every copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +102,7 @@ pub struct FsxBackupCopyStatus {
     pub copies: Vec<CopyStatus>,
     /// Copies waiting for one of the destination Region's copy slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = u32::MAX))]
     pub queued: Option<u32>,
     /// When the latest copy completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +133,7 @@ pub struct CopyStatus {
     pub lifecycle: String,
     /// Progress of the copy, as FSx reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub progress_percent: Option<i32>,
     /// When the source backup was created (orders the list).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -52,7 +52,7 @@ pub struct FsxBackupScheduleSpec {
     /// recorded as missed; a run late by less is taken once. Default: no
     /// deadline (a late run is taken once, until the next run is due).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 31_622_400))]
     pub starting_deadline_seconds: Option<i64>,
     /// Stop taking new backups; retention keeps running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,8 +76,8 @@ pub struct FsxBackupScheduleSpec {
     /// sets five), keys 1–128 characters without `aws:` or `fsxbackup.io/`
     /// prefixes and not `Name`, values at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 45))]
-    #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 characters, not start with aws: or fsxbackup.io/, not be Name; values at most 256 characters"))]
+    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// What happens to this object's backups when it is deleted: `Retain` (default) or `Delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +169,7 @@ pub struct FsxBackupScheduleStatus {
     /// Runs skipped because they were late by more than `startingDeadlineSeconds`
     /// or superseded by a later run (total since the object was created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = u32::MAX))]
     pub missed_runs: Option<u32>,
     /// Scheduled instant of the latest missed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +213,7 @@ pub struct TargetStatus {
     pub managed_backups: Vec<BackupRef>,
     /// How many backups of the target this object owns (the list above is truncated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = u32::MAX))]
     pub managed_backup_count: Option<u32>,
 }
 
@@ -225,6 +227,7 @@ pub struct LastBackup {
     pub lifecycle: String,
     /// Percent done when last looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub progress_percent: Option<i32>,
     /// When FSx created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_fsx::config::retry::RetryConfig;
+use aws_sdk_fsx::config::timeout::TimeoutConfig;
 use aws_sdk_fsx::types::{self as sdk, Filter, FilterName};
 use jiff::Timestamp;
 
@@ -33,6 +34,11 @@ pub struct AwsFsxConfig {
     pub burst: u32,
     /// `MaxResults` for list calls; `None` lets FSx choose.
     pub page_size: Option<i32>,
+    /// Longest wait for one attempt's answer: an endpoint that accepts and never
+    /// answers fails the attempt (retried) instead of hanging the reconcile.
+    pub attempt_timeout: Duration,
+    /// Longest a call may take with all its retries.
+    pub operation_timeout: Duration,
 }
 
 impl Default for AwsFsxConfig {
@@ -44,6 +50,8 @@ impl Default for AwsFsxConfig {
             requests_per_second: Some(10.0),
             burst: 20,
             page_size: None,
+            attempt_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_mins(2),
         }
     }
 }
@@ -101,9 +109,15 @@ impl AwsFsx {
                 let retry = RetryConfig::standard()
                     .with_max_attempts(self.config.max_attempts.max(1))
                     .with_initial_backoff(self.config.initial_backoff);
+                let timeouts = TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(self.config.attempt_timeout)
+                    .operation_timeout(self.config.operation_timeout)
+                    .build();
                 let mut builder = aws_sdk_fsx::config::Builder::from(&self.base)
                     .region(Region::new(region.to_owned()))
-                    .retry_config(retry);
+                    .retry_config(retry)
+                    .timeout_config(timeouts);
                 if let Some(url) = &self.config.endpoint_url {
                     builder = builder.endpoint_url(url);
                 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use crate::crd::common::{DeletionPolicy, MAX_USER_TAGS, keep_everything};
@@ -52,7 +52,12 @@ pub struct ValidSchedule {
     pub deletion_policy: DeletionPolicy,
     /// `schedule|timeZone|jitter`: a change restarts the schedule from now.
     pub schedule_key: String,
+    /// When the object was created: no run before it can be owed.
+    pub created: Option<Timestamp>,
 }
+
+/// How many upcoming runs the jitter is compared with.
+const RUNS_CHECKED_FOR_JITTER: usize = 24;
 
 /// Checks the spec; `Err` is the message for the `Stalled`/`InvalidSpec` condition.
 pub fn validate(
@@ -72,6 +77,7 @@ pub fn validate(
     let schedule = Schedule::parse(&spec.schedule, time_zone)
         .map_err(|err| format!("{}: {err}", err.field()))?;
     let jitter = parse_field("spec.jitter", spec.jitter.as_deref())?.unwrap_or_default();
+    check_jitter(&schedule, jitter, now)?;
     let offset = jitter_offset(&object.uid().unwrap_or_default(), jitter);
     let deadline = match spec.starting_deadline_seconds {
         Some(seconds) => Some(Duration::from_secs(
@@ -125,6 +131,7 @@ pub fn validate(
         tags,
         deletion_policy: spec.deletion_policy.unwrap_or_default(),
         schedule_key,
+        created: object.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
 }
 
@@ -146,7 +153,57 @@ pub fn user_tags(
     {
         return Err(format!("spec.tags: `{key}` is reserved"));
     }
+    // The schema checks the same; objects stored before it did are caught here,
+    // before FSx refuses the tag at the first run.
+    for (key, value) in &tags {
+        if key.is_empty() || key.chars().count() > 128 || !is_tag_text(key) {
+            return Err(format!(
+                "spec.tags: key {key:?} must be 1-128 letters, digits, spaces or _.:/=+-@"
+            ));
+        }
+        if value.chars().count() > 256 || !is_tag_text(value) {
+            return Err(format!(
+                "spec.tags.{key}: value {value:?} must be at most 256 letters, digits, spaces or _.:/=+-@"
+            ));
+        }
+    }
     Ok(tags)
+}
+
+/// A jitter must be shorter than the shortest gap between the next runs: longer,
+/// and one object's run would slide past the next one.
+fn check_jitter(schedule: &Schedule, jitter: Duration, now: Timestamp) -> Result<(), String> {
+    if jitter.is_zero() {
+        return Ok(());
+    }
+    let mut shortest: Option<SignedDuration> = None;
+    let mut slot = schedule.next_after(now);
+    for _ in 0..RUNS_CHECKED_FOR_JITTER {
+        let (Some(current), Some(next)) = (slot, slot.and_then(|s| schedule.next_after(s))) else {
+            break;
+        };
+        let gap = next.duration_since(current);
+        shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+        slot = Some(next);
+    }
+    match shortest {
+        Some(gap) if SignedDuration::try_from(jitter).is_ok_and(|j| j < gap) => Ok(()),
+        Some(gap) => Err(format!(
+            "spec.jitter ({}) must be shorter than the shortest interval between runs ({})",
+            crate::duration::format_duration(jitter),
+            crate::duration::format_duration(Duration::try_from(gap).unwrap_or_default()),
+        )),
+        // Runs too rare to compare (once, or never again): any jitter is harmless.
+        None => Ok(()),
+    }
+}
+
+/// FSx's tag character set: letters, numbers, spaces and `_.:/=+-@` (no control
+/// characters such as a newline).
+fn is_tag_text(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    })
 }
 
 fn parse_field(field: &str, text: Option<&str>) -> Result<Option<Duration>, String> {
@@ -213,4 +270,42 @@ pub fn target_ids(schedule: &FsxBackupSchedule) -> BTreeSet<String> {
     );
     ids.extend(schedule.spec.target.volume_ids.iter().flatten().cloned());
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn a_jitter_must_be_shorter_than_the_shortest_gap_between_runs() {
+        let now = at("2026-03-01T10:00:00Z");
+        let hourly = Schedule::parse("0 * * * *", "UTC").expect("cron");
+        assert!(check_jitter(&hourly, Duration::from_mins(59), now).is_ok());
+        let err = check_jitter(&hourly, Duration::from_hours(1), now).expect_err("too long");
+        assert!(err.contains("spec.jitter") && err.contains("1h"), "{err}");
+        // 9999999 weeks neither overflows nor passes.
+        let huge = parse_duration("9999999w").expect("parses");
+        assert!(check_jitter(&hourly, huge, now).is_err());
+        // Twice a day on weekdays: the shortest gap (8h) bounds it, not the weekend.
+        let office = Schedule::parse("0 9,17 * * 1-5", "UTC").expect("cron");
+        assert!(check_jitter(&office, Duration::from_hours(7), now).is_ok());
+        assert!(check_jitter(&office, Duration::from_hours(9), now).is_err());
+    }
+
+    #[test]
+    fn tags_fsx_would_refuse_are_invalid_before_any_call() {
+        let tags = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert!(user_tags(Some(&tags("team", "storage-ops:eu/1 @x=+y"))).is_ok());
+        assert!(user_tags(Some(&tags("équipe", "données"))).is_ok());
+        let err = user_tags(Some(&tags("team", "a\nb"))).expect_err("newline");
+        assert!(err.contains("spec.tags.team"), "{err}");
+        assert!(user_tags(Some(&tags("te\tam", "a"))).is_err());
+        assert!(user_tags(Some(&tags("team", "semi;colon"))).is_err());
+        assert!(user_tags(Some(&tags(&"k".repeat(129), "a"))).is_err());
+        assert!(user_tags(Some(&tags("team", &"v".repeat(257)))).is_err());
+    }
 }

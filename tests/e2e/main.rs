@@ -11,6 +11,7 @@ mod crds;
 mod examples;
 mod fsx_boundary;
 mod fsx_moto;
+mod hostile;
 mod operations;
 mod packaging;
 mod schedule_e2e;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
+use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, cleanup};
 use crate::copy_slots::CopySlots;
 use crate::crd::common::DeletionPolicy;
@@ -29,7 +30,7 @@ use crate::validate::{Source, ValidCopy, partition};
 use plan::{Owner, Work};
 
 /// Sends an object to its controller for a reconcile.
-type Waker = mpsc::UnboundedSender<ObjectRef<FsxBackupCopy>>;
+type Waker = mpsc::UnboundedSender<ObjectRef<Lenient<FsxBackupCopy>>>;
 
 /// What every copy controller of the process shares: the copy slots, and how to
 /// wake an object (whichever namespace's controller owns it) when a slot frees.
@@ -70,8 +71,8 @@ pub struct CopyReconciler<F> {
 
 /// Runs the copy controller for `namespace` (`None`: all) until `shutdown` fires.
 pub async fn run<F: FsxApi>(
-    copies: Api<FsxBackupCopy>,
-    schedules: Api<FsxBackupSchedule>,
+    copies: Api<Lenient<FsxBackupCopy>>,
+    schedules: Api<Lenient<FsxBackupSchedule>>,
     namespace: Option<String>,
     ctx: Arc<Context<F>>,
     shared: Arc<CopyShared>,
@@ -85,27 +86,28 @@ pub async fn run<F: FsxApi>(
         .unwrap_or_else(PoisonError::into_inner)
         .push((namespace, wake));
     let reconciler = Arc::new(CopyReconciler { ctx, shared });
-    let configure = |controller: kube::runtime::Controller<FsxBackupCopy>| {
+    let configure = |controller: kube::runtime::Controller<Lenient<FsxBackupCopy>>| {
         let store = controller.store();
         // A schedule's status changes when it makes a backup: reconcile the copies following it.
         controller
             .watches(
                 schedules,
                 kube::runtime::watcher::Config::default().any_semantic(),
-                move |schedule: FsxBackupSchedule| {
+                move |schedule: Lenient<FsxBackupSchedule>| {
                     let namespace = schedule.namespace();
                     let name = schedule.name_any();
                     store
                         .state()
                         .into_iter()
-                        .filter(|copy| {
-                            copy.namespace() == namespace
-                                && copy
-                                    .spec
-                                    .source
-                                    .schedule_ref
-                                    .as_ref()
-                                    .is_some_and(|r| r.name == name)
+                        .filter(|watched| {
+                            watched.namespace() == namespace
+                                && watched.read().is_some_and(|copy| {
+                                    copy.spec
+                                        .source
+                                        .schedule_ref
+                                        .as_ref()
+                                        .is_some_and(|r| r.name == name)
+                                })
                         })
                         .map(|copy| ObjectRef::from_obj(&*copy))
                         .collect::<Vec<_>>()
@@ -249,13 +251,23 @@ impl<F: FsxApi> CopyReconciler<F> {
         now: Timestamp,
     ) -> Result<Option<String>, Error> {
         let ctx = &*self.ctx;
-        let schedules: Api<FsxBackupSchedule> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let schedules: Api<Lenient<FsxBackupSchedule>> =
+            Api::namespaced(ctx.client.clone(), &key.namespace);
         let Some(schedule) = schedules.get_opt(name).await? else {
             work.waiting_for_schedule(format!(
                 "FsxBackupSchedule {name} does not exist in namespace {}",
                 key.namespace
             ));
             return Ok(None);
+        };
+        let schedule = match schedule {
+            Lenient::Read { object, .. } => object,
+            Lenient::Unreadable { error, .. } => {
+                work.waiting_for_schedule(format!(
+                    "FsxBackupSchedule {name} cannot be read: {error}"
+                ));
+                return Ok(None);
+            }
         };
         let followed =
             match schedule_spec::validate(&schedule, ctx.settings.default_region.as_deref(), now) {

@@ -33,6 +33,9 @@ pub enum CopyPhase {
     Queued,
     /// Cannot be made until the spec changes (bad KMS key, unsupported, …).
     Blocked,
+    /// Follow mode: the source backup was deleted (pruned by the schedule's
+    /// retention) before a copy slot came; it is reported and never retried.
+    SourceGone,
     /// FSx accepted the copy: its lifecycle.
     Fsx(Lifecycle),
 }
@@ -43,6 +46,7 @@ impl CopyPhase {
             "WaitingForSource" => Self::WaitingForSource,
             "Queued" => Self::Queued,
             "Blocked" => Self::Blocked,
+            "SourceGone" => Self::SourceGone,
             other => Self::Fsx(Lifecycle::parse(other)),
         }
     }
@@ -52,6 +56,7 @@ impl CopyPhase {
             Self::WaitingForSource => "WaitingForSource",
             Self::Queued => "Queued",
             Self::Blocked => "Blocked",
+            Self::SourceGone => "SourceGone",
             Self::Fsx(lifecycle) => lifecycle.as_str(),
         }
     }
@@ -430,12 +435,42 @@ impl Work {
                 self.stalled = Some((Reason::UserAction(reason), err.to_string()));
                 false
             }
+            Err(err @ FsxError::NotFound { .. }) => {
+                self.source_gone(valid, source, &err);
+                false
+            }
             Err(err) => {
                 self.entry(source).message = Some(err.to_string());
                 self.error(&err);
                 false
             }
         }
+    }
+
+    /// `CopyBackup` found no source: a one-shot copy waits for a spec change; in
+    /// follow mode the schedule pruned it first, which is reported once (a copy
+    /// that did not happen is never silent) and not retried.
+    fn source_gone(&mut self, valid: &ValidCopy, source: &str, err: &FsxError) {
+        let one_shot = matches!(valid.source, Source::Backup { .. });
+        let entry = self.entry(source);
+        entry.reason = Some(Reason::SourceNotFound.as_str().to_owned());
+        entry.message = Some(format!("the source backup no longer exists: {err}"));
+        if one_shot {
+            CopyPhase::Blocked.set(entry);
+            return;
+        }
+        CopyPhase::SourceGone.set(entry);
+        self.effects.extend(Effect::failed(
+            (Counter::CopiesFailed, 1),
+            source,
+            None,
+            Reason::SourceNotFound,
+            "CopyBackup",
+            format!(
+                "{source} was deleted before it could be copied to {}; it will not be copied",
+                valid.destination_region
+            ),
+        ));
     }
 
     /// Retention is due: something it depends on changed, or a copy expired.

@@ -379,3 +379,48 @@ fn a_source_not_available_yet_holds_the_watermark_back() {
         ]
     );
 }
+
+#[test]
+fn a_source_pruned_before_its_slot_is_reported_once_and_never_retried() {
+    let valid = follow();
+    let now = at("2026-03-01T10:00:00Z");
+    let sources = vec![backup(
+        "backup-0000000a",
+        Lifecycle::Available,
+        "2026-03-01T08:00:00Z",
+    )];
+    let mut work = Work::start(None, Some(1));
+    work.follow(now, &valid, sources);
+    assert_eq!(work.queued(), vec!["backup-0000000a".to_owned()]);
+    let gone = FsxError::NotFound {
+        operation: "CopyBackup",
+        region: "us-east-1".into(),
+        code: "BackupNotFound".into(),
+        message: "no such backup".into(),
+    };
+    assert!(!work.started(now, &valid, "backup-0000000a", "us-east-1", Err(gone)));
+    assert!(!work.is_stalled(), "follow mode carries on");
+    let applied = finish(work, &valid, now);
+    assert_eq!(
+        phases(&applied.status),
+        vec![("backup-0000000a".to_owned(), "SourceGone".to_owned())]
+    );
+    assert!(
+        applied
+            .effects
+            .contains(&Effect::Count(Counter::CopiesFailed, 1))
+    );
+    assert!(applied.effects.iter().any(|e| matches!(e,
+        Effect::Event { warning: true, reason, .. } if reason == "SourceNotFound")));
+    assert!(
+        has(&applied, "Ready", "False", "SourceNotFound"),
+        "{:?}",
+        health(&applied)
+    );
+    assert_eq!(applied.requeue, MAX_REQUEUE, "no retry storm");
+
+    // The schedule no longer lists it: nothing is queued again.
+    let mut again = Work::start(Some(&applied.status), Some(1));
+    again.follow(now, &valid, Vec::new());
+    assert!(again.queued().is_empty());
+}

@@ -12,6 +12,7 @@ use kube::api::Api;
 
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
+use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
@@ -23,7 +24,7 @@ use plan::{Owner, Selected, Work};
 
 /// Runs the schedule controller until `shutdown` fires.
 pub async fn run<F: FsxApi>(
-    api: Api<FsxBackupSchedule>,
+    api: Api<Lenient<FsxBackupSchedule>>,
     ctx: Arc<Context<F>>,
     wiring: Wiring,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,

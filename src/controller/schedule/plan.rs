@@ -117,11 +117,27 @@ impl Work {
             }
             _ => None,
         };
-        let pending_slot = known_slot.or_else(|| {
-            now.checked_sub(offset)
-                .ok()
-                .and_then(|t| valid.schedule.next_after(t))
-        });
+        let upcoming = now
+            .checked_sub(offset)
+            .ok()
+            .and_then(|t| valid.schedule.next_after(t));
+        // Status is input, not truth: a slot before the object existed or past the
+        // next one due is an edit, and can neither invent misses nor hold runs back.
+        let created = valid
+            .created
+            .and_then(|c| {
+                c.checked_sub(offset)
+                    .ok()?
+                    .checked_sub(SignedDuration::from_secs(1))
+                    .ok()
+            })
+            .and_then(|c| valid.schedule.next_after(c));
+        let pending_slot = match known_slot {
+            Some(slot) if created.is_some_and(|first| slot < first) => created,
+            Some(slot) if upcoming.is_some_and(|next| slot > next) => upcoming,
+            Some(slot) => Some(slot),
+            None => upcoming,
+        };
         status.observed_schedule = Some(valid.schedule_key.clone());
         let Some(pending_slot) = pending_slot else {
             status.next_schedule_time = None;

@@ -503,3 +503,27 @@ fn the_next_wake_is_the_earliest_of_run_poll_retry_and_expiry() {
 
 #[path = "plan_settle_tests.rs"]
 mod settle;
+
+#[test]
+fn an_edited_next_schedule_time_neither_invents_misses_nor_holds_runs_back() {
+    let mut valid = hourly(json!({}));
+    valid.created = Some(at("2026-03-01T08:30:00Z"));
+    let now = at("2026-03-01T11:00:30Z");
+    let edited = |next: &str| FsxBackupScheduleStatus {
+        observed_schedule: Some(valid.schedule_key.clone()),
+        next_schedule_time: Some(Time(at(next))),
+        ..FsxBackupScheduleStatus::default()
+    };
+    // Year 1: only slots since the object existed count (09:00 and 10:00 missed).
+    let mut work = Work::start(Some(&edited("0001-01-01T00:00:00Z")), Some(1));
+    assert_eq!(work.runs(now, &valid), Some(at("2026-03-01T11:00:00Z")));
+    assert_eq!(work.status.missed_runs, Some(2));
+    // Year 9999: read as unknown, as for a new object: the next run is the next slot.
+    let mut work = Work::start(Some(&edited("9999-12-30T22:00:00Z")), Some(1));
+    assert_eq!(work.runs(now, &valid), None);
+    assert_eq!(
+        work.status.next_schedule_time,
+        Some(Time(at("2026-03-01T12:00:00Z")))
+    );
+    assert_eq!(work.status.missed_runs, None);
+}

@@ -98,6 +98,18 @@ impl Work {
                 format!("{waiting_source} source backups are not AVAILABLE yet"),
             );
         }
+        if let Some(gone) = copies
+            .iter()
+            .find(|c| CopyPhase::of(c) == CopyPhase::SourceGone)
+        {
+            return Health::degraded(
+                Reason::SourceNotFound,
+                format!(
+                    "{} was deleted before it could be copied",
+                    gone.source_backup_id
+                ),
+            );
+        }
         if let Some(failed) = copies
             .iter()
             .find(|c| CopyPhase::of(c) == CopyPhase::Fsx(Lifecycle::Failed))
