@@ -1,0 +1,286 @@
+//! The in-process layer: a reconciler run inside the test, against the real
+//! apiserver, with its FSx boundary built by the test — the real `AwsFsx` with
+//! test-sized timeouts, wrapped in a fault layer that can hang any call. Cheaper
+//! than the binary where a test needs to reach below the command line (SDK
+//! timeouts, a call that never returns).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::support::operator::{TestClock, eventually, install_crds, test_dir};
+use crate::support::world::{REGION, WAIT, condition_of, events};
+use fsx_backup_operator::clock::Clock;
+use fsx_backup_operator::controller::driver::Wiring;
+use fsx_backup_operator::controller::lenient::Lenient;
+use fsx_backup_operator::controller::{Context, Settings, schedule};
+use fsx_backup_operator::crd::FsxBackupSchedule;
+use fsx_backup_operator::fsx::{
+    AwsFsx, AwsFsxConfig, Backup, BackupTarget, BackupsById, CopyBackupRequest,
+    CreateBackupRequest, Deleted, FileSystem, FsxApi, FsxError,
+};
+use fsx_backup_operator::metrics::Metrics;
+use fsx_emulator::{Emulator, Faults, FileSystemSeed, FileSystemType};
+use jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+use tokio::sync::watch;
+
+/// The FSx boundary with a switch: while `hang` is on, every call waits forever.
+#[derive(Debug)]
+struct Hangable<F> {
+    inner: F,
+    hang: Arc<AtomicBool>,
+}
+
+impl<F> Hangable<F> {
+    async fn gate(&self) {
+        if self.hang.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl<F: FsxApi> FsxApi for Hangable<F> {
+    async fn create_backup(
+        &self,
+        region: &str,
+        request: &CreateBackupRequest,
+    ) -> Result<Backup, FsxError> {
+        self.gate().await;
+        self.inner.create_backup(region, request).await
+    }
+    async fn describe_backups_of(
+        &self,
+        region: &str,
+        target: &BackupTarget,
+    ) -> Result<Vec<Backup>, FsxError> {
+        self.gate().await;
+        self.inner.describe_backups_of(region, target).await
+    }
+    async fn describe_backups_by_ids(
+        &self,
+        region: &str,
+        ids: &[String],
+    ) -> Result<BackupsById, FsxError> {
+        self.gate().await;
+        self.inner.describe_backups_by_ids(region, ids).await
+    }
+    async fn delete_backup(&self, region: &str, backup_id: &str) -> Result<Deleted, FsxError> {
+        self.gate().await;
+        self.inner.delete_backup(region, backup_id).await
+    }
+    async fn copy_backup(
+        &self,
+        destination_region: &str,
+        request: &CopyBackupRequest,
+    ) -> Result<Backup, FsxError> {
+        self.gate().await;
+        self.inner.copy_backup(destination_region, request).await
+    }
+    async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
+        self.gate().await;
+        self.inner.describe_file_systems(region).await
+    }
+}
+
+/// A schedule controller for `namespace`, running in this test until the
+/// returned sender is dropped or set.
+struct InProcess {
+    emulator: Emulator,
+    _running: fsx_emulator::RunningEmulator,
+    clock: TestClock,
+    hang: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    fs: String,
+    api: Api<FsxBackupSchedule>,
+}
+
+impl InProcess {
+    async fn start(client: kube::Client, namespace: &str, reconcile_timeout: Duration) -> Self {
+        install_crds();
+        let emulator = Emulator::new();
+        let running = emulator.start().await.expect("emulator");
+        let fs = emulator
+            .seed_file_system(REGION, FileSystemSeed::new(FileSystemType::Windows))
+            .expect("seed");
+        let clock = TestClock::new(&test_dir(namespace));
+        let (operator_clock, clock_moved) = Clock::offset_from_file(clock.path().to_path_buf())
+            .await
+            .expect("clock");
+        let hang = Arc::new(AtomicBool::new(false));
+        let fsx = Hangable {
+            inner: AwsFsx::new(
+                crate::support::aws_sdk_config(REGION).await,
+                AwsFsxConfig {
+                    endpoint_url: Some(running.endpoint.clone()),
+                    max_attempts: 2,
+                    initial_backoff: Duration::from_millis(50),
+                    requests_per_second: None,
+                    attempt_timeout: Duration::from_secs(1),
+                    operation_timeout: Duration::from_secs(3),
+                    ..AwsFsxConfig::default()
+                },
+            ),
+            hang: hang.clone(),
+        };
+        let settings = Settings {
+            default_region: Some(REGION.into()),
+            poll_interval: Duration::from_secs(1),
+            retry_interval: Duration::from_secs(1),
+            reconcile_timeout,
+            ..Settings::default()
+        };
+        let (metrics, _registry) = Metrics::new();
+        let ctx = Context::new(
+            client.clone(),
+            fsx,
+            operator_clock,
+            settings,
+            Arc::new(metrics),
+            None,
+        );
+        let (stop, mut stopped) = watch::channel(false);
+        let wiring = Wiring {
+            clock_moved: Some(clock_moved),
+            synced: Arc::new(AtomicUsize::new(0)),
+        };
+        let watched: Api<Lenient<FsxBackupSchedule>> = Api::namespaced(client.clone(), namespace);
+        tokio::spawn(schedule::run(watched, ctx, wiring, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        Self {
+            emulator,
+            _running: running,
+            clock,
+            hang,
+            stop,
+            fs,
+            api: Api::namespaced(client, namespace),
+        }
+    }
+
+    async fn create(&self, name: &str) {
+        let object: FsxBackupSchedule = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1",
+            "kind": "FsxBackupSchedule",
+            "metadata": {"name": name},
+            "spec": {"target": {"fileSystemIds": [self.fs]}, "schedule": "0 * * * *"},
+        }))
+        .expect("object");
+        self.api
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+    }
+
+    async fn until(&self, name: &str, what: &str, check: impl Fn(&FsxBackupSchedule) -> bool) {
+        eventually(what, WAIT, || async {
+            let object = self.api.get(name).await.ok()?;
+            check(&object).then_some(())
+        })
+        .await;
+    }
+
+    fn next_hour(&self) -> Timestamp {
+        let second = self.clock.now().as_second();
+        Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid")
+    }
+
+    fn creates(&self) -> usize {
+        self.emulator
+            .state()
+            .regions
+            .get(REGION)
+            .map_or(0, |r| r.backups.len())
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn reason_is(object: &FsxBackupSchedule, type_: &str, status: &str, reason: &str) -> bool {
+    object.status.as_ref().is_some_and(|s| {
+        condition_of(&s.conditions, type_) == Some((status.to_owned(), reason.to_owned()))
+    })
+}
+
+fn available(object: &FsxBackupSchedule) -> bool {
+    object
+        .status
+        .as_ref()
+        .and_then(|s| s.targets.first())
+        .and_then(|t| t.last_backup.as_ref())
+        .is_some_and(|b| b.lifecycle == "AVAILABLE")
+}
+
+/// An FSx endpoint that accepts and never answers: each attempt times out, the
+/// object says it is retrying, and the backup is made once FSx answers again.
+#[tokio::test]
+async fn a_hung_fsx_endpoint_times_out_and_is_retried() {
+    crate::support::with_namespace("inproc-hung-fsx", |client, namespace| async move {
+        let world = InProcess::start(client, &namespace, Duration::from_mins(10)).await;
+        world.create("hourly").await;
+        world
+            .until("hourly", "scheduled", |o| {
+                o.status
+                    .as_ref()
+                    .is_some_and(|s| s.next_schedule_time.is_some())
+            })
+            .await;
+        world.emulator.set_faults(Faults {
+            latency: Duration::from_hours(1),
+            only_operations: Some(vec!["CreateBackup".into()]),
+            ..Faults::default()
+        });
+        let slot = world.next_hour();
+        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        world
+            .until("hourly", "Reconciling=True RetryingAfterError", |o| {
+                reason_is(o, "Reconciling", "True", "RetryingAfterError")
+            })
+            .await;
+        assert_eq!(world.creates(), 0, "no backup while FSx hangs");
+        world.emulator.set_faults(Faults::default());
+        world.until("hourly", "backup AVAILABLE", available).await;
+        assert_eq!(world.creates(), 1);
+    })
+    .await;
+}
+
+/// A call that never returns at all (below any SDK timeout): the reconcile
+/// deadline abandons it, says so in an event, and the next attempt succeeds.
+#[tokio::test]
+async fn a_reconcile_stuck_in_a_call_is_abandoned_at_its_deadline() {
+    crate::support::with_namespace("inproc-stuck", |client, namespace| async move {
+        let world = InProcess::start(client.clone(), &namespace, Duration::from_secs(2)).await;
+        world.create("hourly").await;
+        world
+            .until("hourly", "scheduled", |o| {
+                o.status
+                    .as_ref()
+                    .is_some_and(|s| s.next_schedule_time.is_some())
+            })
+            .await;
+        world.hang.store(true, Ordering::Relaxed);
+        let slot = world.next_hour();
+        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        eventually("a ReconcileTimedOut event", WAIT, || async {
+            events(&client, &namespace, "hourly")
+                .await
+                .iter()
+                .any(|r| r == "ReconcileTimedOut")
+                .then_some(())
+        })
+        .await;
+        assert_eq!(world.creates(), 0);
+        world.hang.store(false, Ordering::Relaxed);
+        world.until("hourly", "backup AVAILABLE", available).await;
+        assert_eq!(world.creates(), 1);
+    })
+    .await;
+}
