@@ -35,13 +35,15 @@ pub fn scheduled_backup_token(uid: &str, target: &str, slot: Timestamp) -> Strin
     )
 }
 
-/// Token of the manual (`run-now`) backup of `target` for `nonce`: the same
-/// nonce applied again is the same request, so GitOps re-applies are no-ops.
-pub fn run_now_token(uid: &str, target: &str, nonce: &str) -> String {
+/// Token of the manual (`run-now`) backup of `target` for `nonce`, first seen at
+/// `requested`: retries of one request are the same call with the same tags; a
+/// nonce applied again later (a GitOps revert a → b → a) is a new request.
+pub fn run_now_token(uid: &str, target: &str, nonce: &str, requested: Timestamp) -> String {
+    let at = requested.as_second().to_string();
     format!(
         "fbn-{:016x}{:016x}",
-        stable_hash(&[uid, target, nonce]),
-        stable_hash(&[nonce, target, uid])
+        stable_hash(&[uid, target, nonce, &at]),
+        stable_hash(&[&at, nonce, target, uid])
     )
 }
 
@@ -170,12 +172,17 @@ mod tests {
             scheduled_backup_token("uid-1", "fs-1", at("2026-11-25T12:00:00Z"))
         );
         assert_eq!(
-            run_now_token("uid-1", "fs-1", "a"),
-            run_now_token("uid-1", "fs-1", "a")
+            run_now_token("uid-1", "fs-1", "a", slot),
+            run_now_token("uid-1", "fs-1", "a", slot)
         );
         assert_ne!(
-            run_now_token("uid-1", "fs-1", "a"),
-            run_now_token("uid-1", "fs-1", "b")
+            run_now_token("uid-1", "fs-1", "a", slot),
+            run_now_token("uid-1", "fs-1", "b", slot)
+        );
+        assert_ne!(
+            run_now_token("uid-1", "fs-1", "a", slot),
+            run_now_token("uid-1", "fs-1", "a", at("2026-11-25T06:00:01Z")),
+            "a nonce applied again later is a new request"
         );
         assert_ne!(
             copy_token("uid-1", "backup-0123456789abcdef0"),
@@ -192,7 +199,7 @@ mod tests {
         fn tokens_always_fit_fsx_rules(uid in ".{0,80}", target in "[a-z0-9-]{0,30}", nonce in ".{0,300}", secs in 0i64..4_000_000_000) {
             let slot = Timestamp::from_second(secs).expect("in range");
             prop_assert!(valid_token(&scheduled_backup_token(&uid, &target, slot)));
-            prop_assert!(valid_token(&run_now_token(&uid, &target, &nonce)));
+            prop_assert!(valid_token(&run_now_token(&uid, &target, &nonce, slot)));
             let source = format!("backup-{target}");
             prop_assert!(valid_token(&copy_token(&uid, &source)));
         }

@@ -181,9 +181,24 @@ pub struct FsxBackupScheduleStatus {
     /// The last `fsxbackup.io/run-now` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now: Option<String>,
+    /// A `run-now` being acted on: recorded before any backup is asked for, so
+    /// that a retry (after a lost answer or a restart) sends the same request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_now_request: Option<RunNowRequest>,
     /// One entry per target, in id order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
+}
+
+/// One `fsxbackup.io/run-now` request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunNowRequest {
+    /// The annotation's value.
+    #[schemars(length(max = 1024))]
+    pub nonce: String,
+    /// When it was first seen: the time its backups are named and tagged with.
+    pub request_time: Time,
 }
 
 /// The state of one file system or volume.

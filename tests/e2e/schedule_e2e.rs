@@ -641,3 +641,51 @@ async fn a_run_taken_late_is_not_failed_by_its_timeout_at_once() {
     })
     .await;
 }
+
+/// A run-now whose answers are lost (and so retried by later reconciles, at
+/// other instants) is still one request with one set of tags: one backup, never
+/// `Stalled`. A nonce applied again after another (a GitOps revert) is a new request.
+#[tokio::test]
+async fn run_now_retried_after_lost_answers_and_reverted_nonces_stay_idempotent() {
+    crate::support::with_namespace("fbs-runnow-retry", |client, namespace| async move {
+        let world = World::new(client, namespace).await;
+        let fs = world.file_system(FileSystemType::Lustre);
+        let created = world
+            .create("manual", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "suspend": true}))
+            .await;
+        let uid = created.uid().expect("uid");
+        world.until("manual", "Ready=True Suspended", |o| is(o, "Ready", "True", "Suspended")).await;
+        let annotate = |nonce: &'static str| {
+            let api = world.api();
+            async move {
+                let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": nonce}}});
+                api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+            }
+        };
+        let handled = |nonce: &'static str| move |o: &FsxBackupSchedule| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some(nonce);
+
+        // Every answer of the SDK's attempts in the first reconciles is lost.
+        world.emulator.set_faults(fsx_emulator::Faults {
+            drop_response_after_write_next: 8,
+            only_operations: Some(vec!["CreateBackup".into()]),
+            ..fsx_emulator::Faults::default()
+        });
+        annotate("a").await;
+        world.until("manual", "run-now a handled", handled("a")).await;
+        world.emulator.set_faults(fsx_emulator::Faults::default());
+        assert!(world.attempts("CreateBackup") > 5, "answers were lost and retried across reconciles");
+        assert_eq!(world.owned_backups(&uid).len(), 1, "one backup for nonce `a`");
+        let object = world.get("manual").await;
+        let stalled = condition_of(&object.status.clone().expect("status").conditions, "Stalled");
+        assert!(stalled.is_none_or(|(s, _)| s == "False"), "{:?}", object.status);
+
+        annotate("b").await;
+        world.until("manual", "run-now b handled", handled("b")).await;
+        annotate("a").await;
+        world.until("manual", "run-now a handled again", handled("a")).await;
+        assert_eq!(world.owned_backups(&uid).len(), 3, "a, b, and a again");
+        let object = world.get("manual").await;
+        assert!(condition_of(&object.status.expect("status").conditions, "Stalled").is_none_or(|(s, _)| s == "False"));
+    })
+    .await;
+}

@@ -14,7 +14,7 @@ use crate::conditions::{Health, Reason};
 use crate::controller::driver::{Applied, Pace};
 use crate::controller::effects::{Counter, Effect};
 use crate::crd::common::BackupRef;
-use crate::crd::schedule::{FsxBackupScheduleStatus, LastBackup, TargetStatus};
+use crate::crd::schedule::{FsxBackupScheduleStatus, LastBackup, RunNowRequest, TargetStatus};
 use crate::duration::format_duration;
 use crate::fsx::{
     Backup, BackupTarget, BackupsById, CreateBackupRequest, FileSystem, FsxError, Lifecycle,
@@ -297,6 +297,19 @@ impl Work {
         if let Some(nonce) = run_now.filter(|n| !n.is_empty())
             && self.status.last_run_now.as_deref() != Some(nonce)
         {
+            let requested = match &self.status.run_now_request {
+                Some(request) if request.nonce == nonce => request.request_time.0,
+                _ => {
+                    // Recorded first: every attempt from here on is the same request.
+                    self.status.run_now_request = Some(RunNowRequest {
+                        nonce: nonce.to_owned(),
+                        request_time: Time(now),
+                    });
+                    self.run_now_pending = true;
+                    self.retry_soon = true;
+                    return creates;
+                }
+            };
             for target in self.status.targets.iter().filter(|t| is_backed_up(t)) {
                 if target
                     .last_backup
@@ -305,7 +318,7 @@ impl Work {
                 {
                     continue;
                 }
-                creates.push(create(valid, owner, &target.id, now, Some(nonce)));
+                creates.push(create(valid, owner, &target.id, requested, Some(nonce)));
             }
         }
         creates
@@ -435,6 +448,7 @@ impl Work {
             && !self.run_now_pending
         {
             self.status.last_run_now = Some(nonce.to_owned());
+            self.status.run_now_request = None;
         }
     }
 

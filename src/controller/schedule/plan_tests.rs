@@ -411,36 +411,59 @@ fn selector_targets_come_and_go_and_ontap_is_reported() {
 fn run_now_asks_once_per_nonce_and_finishes_when_every_target_has_its_backup() {
     let valid = hourly(json!({}));
     let status = pending(&valid, "2026-03-01T11:00:00Z");
-    let now = at("2026-03-01T10:10:00Z");
+    let seen = at("2026-03-01T10:10:00Z");
+    // First seen: recorded, nothing asked yet, looked at again soon.
     let mut work = Work::start(Some(&status), Some(1));
-    work.runs(now, &valid);
-    let creates = work.creates(now, &valid, &owner(), Some("n1"));
+    work.runs(seen, &valid);
+    assert!(work.creates(seen, &valid, &owner(), Some("n1")).is_empty());
+    work.finish_run_now(Some("n1"));
+    let recorded = work.status.clone();
+    let request = recorded.run_now_request.clone().expect("recorded");
+    assert_eq!(
+        (request.nonce.as_str(), request.request_time.0),
+        ("n1", seen)
+    );
+    assert_eq!(recorded.last_run_now, None);
+    assert!(work.finish(seen, &valid, PACE).requeue <= PACE.retry);
+
+    // Asked later, and again after a lost answer: the same token, time and tags.
+    let ask = |now: &str| {
+        let mut work = Work::start(Some(&recorded), Some(1));
+        work.runs(at(now), &valid);
+        let creates = work.creates(at(now), &valid, &owner(), Some("n1"));
+        (work, creates)
+    };
+    let (mut work, creates) = ask("2026-03-01T10:10:02Z");
+    let (_, retried) = ask("2026-03-01T10:14:00Z");
     assert_eq!(creates.len(), 1);
     assert_eq!(
         creates[0].request.client_request_token,
-        run_now_token(UID, "fs-0123456789abcdef0", "n1")
+        run_now_token(UID, "fs-0123456789abcdef0", "n1", seen)
     );
-    work.created(now, &valid, &creates[0], Err(busy()));
+    assert_eq!(
+        creates[0].request, retried[0].request,
+        "a retry is the same call"
+    );
+    work.created(seen, &valid, &creates[0], Err(busy()));
     work.finish_run_now(Some("n1"));
     assert_eq!(work.status.last_run_now, None, "retried: not done");
 
-    let mut work = Work::start(Some(&status), Some(1));
-    work.runs(now, &valid);
-    let creates = work.creates(now, &valid, &owner(), Some("n1"));
+    let (mut work, creates) = ask("2026-03-01T10:15:00Z");
     work.created(
-        now,
+        at("2026-03-01T10:15:00Z"),
         &valid,
         &creates[0],
         Ok(backup(
             "backup-0a",
             Lifecycle::Creating,
-            "2026-03-01T10:10:00Z",
+            "2026-03-01T10:15:00Z",
         )),
     );
     work.finish_run_now(Some("n1"));
     assert_eq!(work.status.last_run_now.as_deref(), Some("n1"));
+    assert_eq!(work.status.run_now_request, None);
     assert!(
-        work.creates(now, &valid, &owner(), Some("n1")).is_empty(),
+        work.creates(seen, &valid, &owner(), Some("n1")).is_empty(),
         "same nonce: nothing more"
     );
 }

@@ -88,7 +88,7 @@ pub fn backup_request(
     );
     tags.insert(NAME_KEY.into(), name);
     let client_request_token = match run_now {
-        Some(nonce) => run_now_token(&owner.uid, target_id, nonce),
+        Some(nonce) => run_now_token(&owner.uid, target_id, nonce, time),
         None => scheduled_backup_token(&owner.uid, target_id, time),
     };
     CreateBackupRequest {
