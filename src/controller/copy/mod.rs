@@ -3,6 +3,7 @@
 //! schedule keeps in `crate::validate::schedule`; this file asks FSx and the
 //! apiserver, hands out slots and feeds the answers back to the plan.
 
+mod phase;
 pub mod plan;
 
 use std::sync::{Arc, Mutex, PoisonError};
