@@ -21,3 +21,6 @@ pub mod retention;
 pub mod schedule;
 pub mod telemetry;
 pub mod validate;
+
+#[cfg(test)]
+mod fuzz_tests;

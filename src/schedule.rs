@@ -324,24 +324,34 @@ impl Schedule {
         let day = SignedDuration::from_hours(24);
         // Away from DST changes civil and absolute time run together: the first match is it.
         let first_instant = self.instants(first).next()?;
-        let transition_near = after
+        let window_end = first_instant.saturating_add(day).ok()?;
+        // The clock shifts of the changes near: how far civil and absolute time drift apart.
+        let shift: i64 = after
             .saturating_sub(day)
             .ok()
-            .and_then(|t| zone.following(t).next())
-            .is_some_and(|t| {
-                first_instant
-                    .saturating_add(day)
-                    .is_ok_and(|window_end| t.timestamp() <= window_end)
-            });
-        if !transition_near {
+            .into_iter()
+            .flat_map(|t| zone.following(t))
+            .take_while(|t| t.timestamp() <= window_end)
+            .map(|t| {
+                let before = t
+                    .timestamp()
+                    .saturating_sub(SignedDuration::from_secs(1))
+                    .map_or(t.offset(), |b| zone.to_offset(b));
+                i64::from((t.offset().seconds() - before.seconds()).abs())
+            })
+            .sum();
+        if shift == 0 {
             return self.instants(first).find(|instant| *instant > after);
         }
         // Near a change, earlier civil times may map after `after` (gap, second occurrence)
-        // and later ones before a found instant: examine a window a day wide on both sides.
+        // and later ones before a found instant: examine the civil times within the
+        // shift (and a minute) on both sides. A civil time `c` lands after `after` only
+        // if `c > civil(after) - shift`, so nothing outside can be the answer.
+        let window = SignedDuration::from_secs(shift).saturating_add(SignedDuration::from_mins(1));
         let mut best: Option<Timestamp> = None;
-        let mut cursor = start.saturating_sub(day);
+        let mut cursor = start.saturating_sub(window);
         while let Some(candidate) = self.next_civil(cursor, last_year) {
-            if best.is_some_and(|b| candidate > zone.to_datetime(b).saturating_add(day)) {
+            if best.is_some_and(|b| candidate > zone.to_datetime(b).saturating_add(window)) {
                 break;
             }
             for instant in self.instants(candidate).filter(|instant| *instant > after) {
@@ -837,5 +847,113 @@ mod tests {
         assert_eq!(d.run, Some(ts("2026-05-01T00:00:00Z")));
         assert!(d.missed >= MAX_COUNTED_MISSES, "{}", d.missed);
         assert_eq!(d.next_slot, Some(ts("2026-05-01T00:01:00Z")));
+    }
+}
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ZONES: &[&str] = &[
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "America/Santiago",
+        "Pacific/Apia",
+        "Asia/Kolkata",
+    ];
+    const CRONS: &[&str] = &[
+        "* * * * *",
+        "*/7 * * * *",
+        "30 2 * * *",
+        "0 1-3 * * *",
+        "15 */2 * * 0",
+        "0 0 29 2 *",
+        "45 23 L * *",
+        "0 2,3 * * 1-5",
+    ];
+
+    /// The earlier, slower search: every matching civil time within a day on
+    /// both sides of `after`, the earliest instant after it.
+    fn reference(schedule: &Schedule, after: Timestamp) -> Option<Timestamp> {
+        let zone = &schedule.time_zone;
+        let day = SignedDuration::from_hours(24);
+        let civil = zone.to_datetime(after);
+        let last_year = civil.year().saturating_add(HORIZON_YEARS);
+        let start = next_whole_minute(civil);
+        let mut best: Option<Timestamp> = None;
+        let mut cursor = start.saturating_sub(day);
+        while let Some(candidate) = schedule.next_civil(cursor, last_year) {
+            if best.is_some_and(|b| candidate > zone.to_datetime(b).saturating_add(day)) {
+                break;
+            }
+            for instant in schedule.instants(candidate).filter(|i| *i > after) {
+                best = Some(best.map_or(instant, |b| b.min(instant)));
+            }
+            cursor = candidate.saturating_add(SignedDuration::from_mins(1));
+        }
+        best
+    }
+
+    /// Instants near a clock change of `zone` (or anywhere, when it has none).
+    fn near_a_change(zone: &str, seed: i64, within_seconds: i64) -> Timestamp {
+        let tz = TimeZone::get(zone).expect("zone");
+        let start = Timestamp::from_second(1_577_836_800 + seed.rem_euclid(315_360_000))
+            .expect("2020-2030");
+        let change = tz.following(start).next().map_or(start, |t| t.timestamp());
+        change
+            .checked_add(SignedDuration::from_secs(within_seconds))
+            .expect("in range")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        #[test]
+        fn next_after_matches_the_exhaustive_search(
+            zone in 0..ZONES.len(),
+            cron in 0..CRONS.len(),
+            seed in any::<i64>(),
+            within in -172_800i64..172_800,
+        ) {
+            let Ok(schedule) = Schedule::parse(CRONS[cron], ZONES[zone]) else {
+                return Ok(());
+            };
+            let after = near_a_change(ZONES[zone], seed, within);
+            prop_assert_eq!(schedule.next_after(after), reference(&schedule, after), "{} in {} after {}", CRONS[cron], ZONES[zone], after);
+        }
+
+        /// `due` over any outage: bounded, and its parts consistent.
+        #[test]
+        fn due_is_consistent_for_any_outage(
+            zone in 0..ZONES.len(),
+            cron in 0..CRONS.len(),
+            seed in any::<i64>(),
+            outage_minutes in 0i64..200_000,
+            offset_seconds in 0u64..600,
+        ) {
+            let Ok(schedule) = Schedule::parse(CRONS[cron], ZONES[zone]) else {
+                return Ok(());
+            };
+            let pending = near_a_change(ZONES[zone], seed, 0);
+            let Some(pending) = schedule.next_after(pending) else { return Ok(()) };
+            let now = pending.checked_add(SignedDuration::from_mins(outage_minutes)).expect("in range");
+            let offset = Duration::from_secs(offset_seconds);
+            let d = due(&schedule, offset, pending, now, None);
+            let shifted = |t: Timestamp| t.checked_add(SignedDuration::try_from(offset).expect("small")).expect("in range");
+            if let Some(run) = d.run {
+                prop_assert!(shifted(run) <= now);
+                prop_assert!(run >= pending);
+            }
+            if let Some(next) = d.next_slot {
+                prop_assert!(shifted(next) > now, "next {next} is already due at {now}");
+            }
+            if let Some(missed) = d.last_missed {
+                prop_assert!(d.missed > 0 && d.run.is_some_and(|r| missed < r));
+            }
+            prop_assert_eq!(d.run.is_none() && d.missed == 0, shifted(pending) > now);
+        }
     }
 }

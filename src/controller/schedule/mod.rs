@@ -97,7 +97,7 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         let found = self
             .poll(&mut work, &valid, &ObjectKey::of(object), now)
             .await;
-        work.settle(now, &valid, found.as_ref());
+        work.settle(now, &valid, &owner.uid, found.as_ref());
         for target in work.retention_targets(now) {
             self.prune(&mut work, &valid, &owner.uid, &target, now)
                 .await;

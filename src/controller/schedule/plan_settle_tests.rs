@@ -24,7 +24,7 @@ fn a_late_run_gets_its_whole_backup_timeout() {
         )],
         missing: Vec::new(),
     };
-    work.settle(now, &valid, Some(&found));
+    work.settle(now, &valid, UID, Some(&found));
     let applied = work.finish(now, &valid, PACE);
     let last = applied.status.targets[0]
         .last_backup
@@ -41,7 +41,12 @@ fn a_late_run_gets_its_whole_backup_timeout() {
 
     // Nine minutes after the request it is still within its timeout…
     let mut work = Work::start(Some(&applied.status), Some(1));
-    work.settle(now + SignedDuration::from_mins(9), &valid, Some(&found));
+    work.settle(
+        now + SignedDuration::from_mins(9),
+        &valid,
+        UID,
+        Some(&found),
+    );
     assert_eq!(
         work.status.targets[0]
             .last_backup
@@ -51,7 +56,12 @@ fn a_late_run_gets_its_whole_backup_timeout() {
     );
     // …eleven minutes after, it is not.
     let mut work = Work::start(Some(&applied.status), Some(1));
-    work.settle(now + SignedDuration::from_mins(11), &valid, Some(&found));
+    work.settle(
+        now + SignedDuration::from_mins(11),
+        &valid,
+        UID,
+        Some(&found),
+    );
     let failed = work.status.targets[0].last_backup.clone().expect("last");
     assert!(
         failed
@@ -73,7 +83,7 @@ fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
     });
     let now = at("2026-03-01T11:30:00Z");
     let mut work = Work::start(Some(&status), Some(1));
-    work.settle(now, &valid, None);
+    work.settle(now, &valid, UID, None);
     let applied = work.finish(now, &valid, PACE);
     assert_eq!(events(&applied.effects), vec!["BackupFailed"]);
     assert!(
@@ -94,7 +104,7 @@ fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
     );
 
     let mut again = Work::start(Some(&applied.status), Some(1));
-    again.settle(now + SignedDuration::from_mins(1), &valid, None);
+    again.settle(now + SignedDuration::from_mins(1), &valid, UID, None);
     assert!(
         again.effects.is_empty(),
         "settled once: {:?}",
@@ -122,7 +132,7 @@ fn an_available_backup_settles_with_success_and_a_retention_pass() {
         )],
         missing: Vec::new(),
     };
-    work.settle(now, &valid, Some(&found));
+    work.settle(now, &valid, UID, Some(&found));
     assert_eq!(
         work.retention_targets(now),
         vec!["fs-0123456789abcdef0".to_owned()]
@@ -215,4 +225,52 @@ fn a_failed_deletion_is_kept_listed_as_pending_and_retried_soon() {
         "nothing reported as pruned"
     );
     assert_eq!(applied.requeue, PACE.retry);
+}
+
+#[test]
+fn a_last_backup_edited_to_name_a_foreign_backup_is_never_our_success() {
+    let valid = hourly(json!({}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-0f0f0f0f".into(),
+        lifecycle: "CREATING".into(),
+        scheduled_time: Some(Time(at("2026-03-01T11:00:00Z"))),
+        request_time: Some(Time(at("2026-03-01T11:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:05:00Z");
+    let foreign = Backup {
+        tags: BTreeMap::new(),
+        ..backup(
+            "backup-0f0f0f0f",
+            Lifecycle::Available,
+            "2026-03-01T10:00:00Z",
+        )
+    };
+    let mut work = Work::start(Some(&status), Some(1));
+    work.settle(
+        now,
+        &valid,
+        UID,
+        Some(&BackupsById {
+            found: vec![foreign],
+            missing: Vec::new(),
+        }),
+    );
+    let applied = work.finish(now, &valid, PACE);
+    assert_eq!(applied.status.targets[0].last_backup, None);
+    assert_eq!(applied.status.last_successful_time, None);
+    assert!(
+        !applied.effects.iter().any(|e| matches!(
+            e,
+            Effect::LastSuccess { .. }
+                | Effect::Notify {
+                    succeeded: true,
+                    ..
+                }
+        )),
+        "{:?}",
+        applied.effects
+    );
+    assert!(events(&applied.effects).contains(&"StatusCorrected".to_owned()));
 }

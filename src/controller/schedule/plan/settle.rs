@@ -6,6 +6,7 @@ use super::{
     MAX_LISTED_BACKUPS, Reason, SignedDuration, TargetStatus, Time, Timestamp, ValidSchedule,
     Verdict, Work, format_duration, is_in_flight, retention,
 };
+use crate::ownership::is_owned_by;
 
 impl Work {
     /// Step 5: the backups in flight, to look up in one call.
@@ -20,15 +21,37 @@ impl Work {
     }
 
     /// Step 5: what the lookup found (`None`: no lookup this time), then settles
-    /// every last backup that reached a final state or its timeout.
-    pub fn settle(&mut self, now: Timestamp, valid: &ValidSchedule, found: Option<&BackupsById>) {
+    /// every last backup that reached a final state or its timeout. A backup the
+    /// object `owner_uid` does not own (a status edited to name it) is dropped
+    /// from the status, never reported as this object's success.
+    pub fn settle(
+        &mut self,
+        now: Timestamp,
+        valid: &ValidSchedule,
+        owner_uid: &str,
+        found: Option<&BackupsById>,
+    ) {
         let mut effects = Vec::new();
         for target in &mut self.status.targets {
             let Some(last) = target.last_backup.as_mut() else {
                 continue;
             };
             if let Some(found) = found.filter(|_| is_in_flight(last)) {
-                if let Some(backup) = found.found.iter().find(|b| b.id == last.id) {
+                let backup = found.found.iter().find(|b| b.id == last.id);
+                if let Some(foreign) = backup.filter(|b| !is_owned_by(b, owner_uid)) {
+                    effects.push(Effect::event(
+                        true,
+                        "StatusCorrected",
+                        "DescribeBackups",
+                        format!(
+                            "status named {} as the last backup of {}, but this object did not make it; ignored",
+                            foreign.id, target.id
+                        ),
+                    ));
+                    target.last_backup = None;
+                    continue;
+                }
+                if let Some(backup) = backup {
                     observe(last, backup);
                 } else if found.missing.contains(&last.id) {
                     Lifecycle::Deleted.as_str().clone_into(&mut last.lifecycle);
