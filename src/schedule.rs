@@ -390,6 +390,9 @@ pub struct Due {
     pub run: Option<Timestamp>,
     /// Slots passed over: superseded by a later slot or later than the deadline.
     pub missed: u32,
+    /// Those slots, oldest first, as far as they were walked (all of them up to
+    /// `MAX_COUNTED_MISSES`; beyond, `missed` counts more than are listed).
+    pub missed_slots: Vec<Timestamp>,
     /// The latest slot passed over.
     pub last_missed: Option<Timestamp>,
     /// The first slot after the ones handled now.
@@ -410,6 +413,7 @@ pub fn due(
     let mut result = Due {
         run: None,
         missed: 0,
+        missed_slots: Vec::new(),
         last_missed: None,
         next_slot: Some(pending_slot),
     };
@@ -420,6 +424,9 @@ pub fn due(
         if let Some(previous) = latest_due {
             result.missed = result.missed.saturating_add(1);
             result.last_missed = Some(previous);
+            if result.missed_slots.len() < MAX_COUNTED_MISSES as usize {
+                result.missed_slots.push(previous);
+            }
         }
         latest_due = Some(current);
         counted += 1;
@@ -450,6 +457,7 @@ pub fn due(
     } else {
         result.missed = result.missed.saturating_add(1);
         result.last_missed = Some(latest);
+        result.missed_slots.push(latest);
     }
     result
 }
@@ -764,6 +772,7 @@ mod tests {
             Due {
                 run: None,
                 missed: 0,
+                missed_slots: Vec::new(),
                 last_missed: None,
                 next_slot: Some(pending)
             }

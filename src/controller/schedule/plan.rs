@@ -74,6 +74,9 @@ pub struct Work {
     spec_changed: bool,
     /// A run-now create met a transient error: the nonce is not done yet.
     run_now_pending: bool,
+    /// Runs the schedule passed over, to be counted as missed for each target
+    /// that has no backup of them in FSx (see `plan/misses.rs`).
+    passed_over: PassedOver,
 }
 
 impl Work {
@@ -103,6 +106,7 @@ impl Work {
             retry_soon: false,
             retention_due: BTreeSet::new(),
             run_now_pending: false,
+            passed_over: PassedOver::default(),
         }
     }
 
@@ -153,22 +157,11 @@ impl Work {
         let mut run = None;
         if !valid.suspended {
             if due.missed > 0 {
-                status.missed_runs =
-                    Some(status.missed_runs.unwrap_or(0).saturating_add(due.missed));
-                status.last_missed_time = due.last_missed.map(Time);
-                let at = due.last_missed.map(|t| t.to_string()).unwrap_or_default();
-                let message = format!(
-                    "{} scheduled run(s) skipped (latest {at}): later than startingDeadlineSeconds or superseded by a later run",
-                    due.missed
-                );
-                self.effects.extend(Effect::failed(
-                    (Counter::MissedRuns, u64::from(due.missed)),
-                    "all targets",
-                    None,
-                    Reason::MissedSchedule,
-                    "Schedule",
-                    message,
-                ));
+                let listed = u32::try_from(due.missed_slots.len()).unwrap_or(u32::MAX);
+                self.passed_over = PassedOver {
+                    unlisted: due.missed.saturating_sub(listed),
+                    slots: due.missed_slots.clone(),
+                };
             }
             if let Some(slot) = due.run {
                 let previous_run = status.last_schedule_time.replace(Time(slot)).map(|t| t.0);
@@ -479,10 +472,12 @@ fn is_in_flight(backup: &LastBackup) -> bool {
     Lifecycle::parse(&backup.lifecycle).in_progress() && backup.failure_message.is_none()
 }
 
+mod misses;
 mod report;
 mod request;
 mod settle;
 
+use misses::PassedOver;
 use request::create;
 pub use request::{backup_request, select_file_systems};
 use settle::observe;

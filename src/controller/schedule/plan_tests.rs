@@ -119,11 +119,19 @@ fn reconcile_creates(
 ) -> (Work, Vec<Create>) {
     let mut work = Work::start(Some(status), Some(1));
     work.runs(now, valid);
+    verify_misses(&mut work, &[]);
     let creates = work.creates(now, valid, &owner(), None);
     for create in &creates {
         work.created(now, valid, create, answer(create));
     }
     (work, creates)
+}
+
+/// Step 2b as the reconciler runs it, with `listed` as every target's FSx listing.
+fn verify_misses(work: &mut Work, listed: &[Backup]) {
+    for target in work.misses_to_verify() {
+        work.count_misses(&target, UID, &Ok(listed.to_vec()));
+    }
 }
 
 #[test]
@@ -238,6 +246,7 @@ fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
     let now = at("2026-03-02T12:05:00Z");
     let mut work = Work::start(Some(&status), Some(1));
     assert_eq!(work.runs(now, &valid), Some(at("2026-03-02T12:00:00Z")));
+    verify_misses(&mut work, &[]);
     assert_eq!(work.status.missed_runs, Some(25));
     assert!(
         work.effects
@@ -248,6 +257,7 @@ fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
     // Back 20 minutes after a run: beyond the deadline, nothing is made.
     let mut work = Work::start(Some(&status), Some(1));
     assert_eq!(work.runs(at("2026-03-01T11:20:00Z"), &valid), None);
+    verify_misses(&mut work, &[]);
     assert_eq!(work.status.missed_runs, Some(1));
     let applied = work.finish(at("2026-03-01T11:20:00Z"), &valid, PACE);
     assert_eq!(
@@ -532,14 +542,11 @@ fn an_edited_next_schedule_time_neither_invents_misses_nor_holds_runs_back() {
     let mut valid = hourly(json!({}));
     valid.created = Some(at("2026-03-01T08:30:00Z"));
     let now = at("2026-03-01T11:00:30Z");
-    let edited = |next: &str| FsxBackupScheduleStatus {
-        observed_schedule: Some(valid.schedule_key.clone()),
-        next_schedule_time: Some(Time(at(next))),
-        ..FsxBackupScheduleStatus::default()
-    };
+    let edited = |next: &str| pending(&valid, next);
     // Year 1: only slots since the object existed count (09:00 and 10:00 missed).
     let mut work = Work::start(Some(&edited("0001-01-01T00:00:00Z")), Some(1));
     assert_eq!(work.runs(now, &valid), Some(at("2026-03-01T11:00:00Z")));
+    verify_misses(&mut work, &[]);
     assert_eq!(work.status.missed_runs, Some(2));
     // Year 9999: read as unknown, as for a new object: the next run is the next slot.
     let mut work = Work::start(Some(&edited("9999-12-30T22:00:00Z")), Some(1));
@@ -549,4 +556,46 @@ fn an_edited_next_schedule_time_neither_invents_misses_nor_holds_runs_back() {
         Some(Time(at("2026-03-01T12:00:00Z")))
     );
     assert_eq!(work.status.missed_runs, None);
+}
+
+#[test]
+fn runs_backed_up_before_a_lost_status_write_are_not_counted_as_missed() {
+    // The 11:00 and 12:00 backups were made, but the status that recorded them was
+    // lost (a crash): it still says 11:00 is next. Back at 13:05, only 13:00 is due.
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let now = at("2026-03-01T13:05:00Z");
+    let made = |slot: &str| {
+        let mut b = backup("backup-0000000b", Lifecycle::Available, slot);
+        b.tags.insert(SCHEDULED_TIME_KEY.into(), slot.into());
+        b
+    };
+    let listed = vec![made("2026-03-01T11:00:00Z"), made("2026-03-01T12:00:00Z")];
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(work.runs(now, &valid), Some(at("2026-03-01T13:00:00Z")));
+    assert_eq!(
+        work.misses_to_verify(),
+        vec!["fs-0123456789abcdef0".to_owned()]
+    );
+    verify_misses(&mut work, &listed);
+    assert_eq!(work.status.missed_runs, None, "both were made");
+    assert!(!events(&work.effects).contains(&"MissedSchedule".to_owned()));
+
+    // Only 12:00 was made: 11:00 is the one miss, named.
+    let mut work = Work::start(Some(&status), Some(1));
+    work.runs(now, &valid);
+    verify_misses(&mut work, &listed[1..]);
+    assert_eq!(work.status.missed_runs, Some(1));
+    assert_eq!(
+        work.status.last_missed_time,
+        Some(Time(at("2026-03-01T11:00:00Z")))
+    );
+
+    // FSx cannot be listed: counted, never hidden.
+    let mut work = Work::start(Some(&status), Some(1));
+    work.runs(now, &valid);
+    for target in work.misses_to_verify() {
+        work.count_misses(&target, UID, &Err(busy()));
+    }
+    assert_eq!(work.status.missed_runs, Some(2));
 }
