@@ -15,7 +15,8 @@ pub const OWNER_KEY: &str = "fsxbackup.io/owner";
 /// UID of the object that made the backup: the only thing ownership is decided
 /// by, since a deleted and re-created object with the same name is another owner.
 pub const OWNER_UID_KEY: &str = "fsxbackup.io/owner-uid";
-/// RFC 3339 instant of the scheduled run (or `run-now:<nonce>`) the backup belongs to.
+/// RFC 3339 instant of the scheduled run the backup belongs to, or `run-now:<instant>`
+/// (the instant the run-now was first seen) for a run-now backup.
 pub const SCHEDULED_TIME_KEY: &str = "fsxbackup.io/scheduled-time";
 /// For copies: the id of the backup that was copied.
 pub const SOURCE_BACKUP_KEY: &str = "fsxbackup.io/source-backup-id";

@@ -17,5 +17,6 @@ mod operations;
 mod packaging;
 mod schedule_e2e;
 mod schedule_invalid;
+mod soak;
 mod split_brain;
 mod support;

@@ -81,13 +81,6 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
                 Err(err) => return Ok(work.lookup_failed(pace, &err)),
             }
         }
-        for target in work.misses_to_verify() {
-            let listed = ctx
-                .fsx
-                .describe_backups_of(&valid.region, &BackupTarget::from_id(&target))
-                .await;
-            work.count_misses(&target, &owner.uid, &listed);
-        }
         for create in work.creates(now, &valid, &owner, run_now) {
             let answer = ctx.fsx.create_backup(&valid.region, &create.request).await;
             match &answer {
@@ -101,6 +94,13 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             work.created(now, &valid, &create, answer);
         }
         work.finish_run_now(run_now);
+        for target in work.misses_to_verify() {
+            let listed = ctx
+                .fsx
+                .describe_backups_of(&valid.region, &BackupTarget::from_id(&target))
+                .await;
+            work.count_misses(&target, &owner.uid, &listed);
+        }
         let found = self
             .poll(&mut work, &valid, &ObjectKey::of(object), now)
             .await;

@@ -77,6 +77,11 @@ pub struct Work {
     /// Runs the schedule passed over, to be counted as missed for each target
     /// that has no backup of them in FSx (see `plan/misses.rs`).
     passed_over: PassedOver,
+    /// The run that became due in this reconcile: it is recorded in the status
+    /// first, and asked of FSx by the next reconcile, so that the status never
+    /// lags behind FSx by more than the run in progress (a write lost after a
+    /// create then costs a replayed call, never a miscount).
+    recording: Option<Timestamp>,
 }
 
 impl Work {
@@ -107,6 +112,7 @@ impl Work {
             retention_due: BTreeSet::new(),
             run_now_pending: false,
             passed_over: PassedOver::default(),
+            recording: None,
         }
     }
 
@@ -158,14 +164,13 @@ impl Work {
         if !valid.suspended {
             if due.missed > 0 {
                 let listed = u32::try_from(due.missed_slots.len()).unwrap_or(u32::MAX);
-                self.passed_over = PassedOver {
-                    unlisted: due.missed.saturating_sub(listed),
-                    slots: due.missed_slots.clone(),
-                };
+                self.passed_over.unlisted = due.missed.saturating_sub(listed);
+                self.passed_over.slots.clone_from(&due.missed_slots);
             }
             if let Some(slot) = due.run {
                 let previous_run = status.last_schedule_time.replace(Time(slot)).map(|t| t.0);
                 run = Some(slot);
+                self.recording = Some(slot);
                 if let Some(previous_run) = previous_run.filter(|p| *p < slot) {
                     self.owed_runs_missed(previous_run);
                 }
@@ -182,6 +187,11 @@ impl Work {
             self.effects.push(Effect::NextRun { at, interval });
         }
         run
+    }
+
+    /// Whether this reconcile only records a run that became due (see `recording_run`).
+    pub fn recording_run(&self) -> bool {
+        self.recording.is_some()
     }
 
     /// Step 2: whether the targets must be resolved again (selectors may match
@@ -250,7 +260,7 @@ impl Work {
             .last_schedule_time
             .as_ref()
             .map(|t| t.0)
-            .filter(|_| !valid.suspended);
+            .filter(|_| !valid.suspended && self.recording.is_none());
         if let Some(run_slot) = run_slot {
             let late = run_slot
                 .checked_add(offset)
@@ -345,18 +355,12 @@ impl Work {
         }
     }
 
+    /// `target` did not get its backup of the run at `run_slot`: a miss, once FSx
+    /// confirms it has none (see `plan/misses.rs`).
     fn missed_for_target(&mut self, target: &str, run_slot: Timestamp, why: &str) {
-        let status = &mut self.status;
-        status.missed_runs = Some(status.missed_runs.unwrap_or(0).saturating_add(1));
-        status.last_missed_time = Some(Time(run_slot));
-        self.effects.extend(Effect::failed(
-            (Counter::MissedRuns, 1),
-            target,
-            None,
-            Reason::MissedSchedule,
-            "CreateBackup",
-            format!("backup of {target} for the run at {run_slot} was not taken in time: {why}"),
-        ));
+        self.passed_over
+            .of_target
+            .push((target.to_owned(), run_slot, why.to_owned()));
     }
 
     /// Step 4: what FSx answered to one `CreateBackup`.

@@ -119,11 +119,22 @@ fn reconcile_creates(
 ) -> (Work, Vec<Create>) {
     let mut work = Work::start(Some(status), Some(1));
     work.runs(now, valid);
-    verify_misses(&mut work, &[]);
-    let creates = work.creates(now, valid, &owner(), None);
+    let mut creates = work.creates(now, valid, &owner(), None);
+    if work.recording_run() {
+        // The run is recorded first; the next reconcile asks FSx for it.
+        assert!(creates.is_empty(), "nothing asked while recording the run");
+        verify_misses(&mut work, &[]);
+        let effects = std::mem::take(&mut work.effects);
+        let recorded = work.status.clone();
+        work = Work::start(Some(&recorded), Some(1));
+        work.effects = effects;
+        assert_eq!(work.runs(now, valid), None, "recorded: not due again");
+        creates = work.creates(now, valid, &owner(), None);
+    }
     for create in &creates {
         work.created(now, valid, create, answer(create));
     }
+    verify_misses(&mut work, &[]);
     (work, creates)
 }
 
@@ -171,12 +182,21 @@ fn a_due_run_makes_one_backup_per_target_with_a_replayable_token() {
         id: "fs-0123456789abcdef1".into(),
         ..TargetStatus::default()
     });
+    let now = slot + SignedDuration::from_secs(2);
     let mut work = Work::start(Some(&status), Some(1));
-    assert_eq!(
-        work.runs(slot + SignedDuration::from_secs(2), &valid),
-        Some(slot)
+    assert_eq!(work.runs(now, &valid), Some(slot));
+    assert!(work.recording_run());
+    assert!(
+        work.creates(now, &valid, &owner(), None).is_empty(),
+        "the run is recorded before anything is asked of FSx"
     );
-    let creates = work.creates(slot + SignedDuration::from_secs(2), &valid, &owner(), None);
+    let recorded = work.finish(now, &valid, PACE);
+    assert!(
+        recorded.requeue <= Duration::from_millis(100),
+        "looked at again at once"
+    );
+    assert_eq!(recorded.status.last_schedule_time, Some(Time(slot)));
+    let (_, creates) = reconcile_creates(&valid, &recorded.status, now, |_| Err(busy()));
     assert_eq!(creates.len(), 2);
     for create in &creates {
         assert_eq!(create.slot, slot);
@@ -192,7 +212,7 @@ fn a_due_run_makes_one_backup_per_target_with_a_replayable_token() {
         assert_eq!(create.request.tags[OWNER_UID_KEY], UID);
     }
     assert_eq!(
-        work.status.next_schedule_time,
+        recorded.status.next_schedule_time,
         Some(Time(at("2026-03-01T12:00:00Z")))
     );
 }
@@ -252,7 +272,9 @@ fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
         work.effects
             .contains(&Effect::Count(Counter::MissedRuns, 25))
     );
-    assert_eq!(work.creates(now, &valid, &owner(), None).len(), 1);
+    let recorded = work.finish(now, &valid, PACE).status;
+    let (_, creates) = reconcile_creates(&valid, &recorded, now, |_| Err(busy()));
+    assert_eq!(creates.len(), 1);
 
     // Back 20 minutes after a run: beyond the deadline, nothing is made.
     let mut work = Work::start(Some(&status), Some(1));

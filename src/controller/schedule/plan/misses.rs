@@ -1,8 +1,12 @@
-//! Runs the schedule passed over (the operator was down or behind, or a run
-//! came later than `startingDeadlineSeconds`): each one is counted as missed
-//! for each target, unless FSx holds that target's backup of that run. The
-//! status may be older than what was done (a status write lost to a crash or an
-//! outage): FSx's tags are the record, so a lost write cannot fake a miss.
+//! Runs that went by without a backup: the ones the schedule passed over (the
+//! operator was down or behind, or a run came later than
+//! `startingDeadlineSeconds`) and the ones a target still owed when the next
+//! run came (it waited behind a backup in progress, or its create kept
+//! failing). Each is counted as missed for a target only when FSx holds no
+//! backup of that target tagged with that run: the status may be older than
+//! what was done (a status write lost to a crash, an answer lost on the way),
+//! and FSx's tags are the record. So every due run ends as exactly one backup
+//! or one counted miss.
 
 use std::collections::BTreeSet;
 
@@ -12,32 +16,51 @@ use super::{
 };
 use crate::ownership::is_owned_by;
 
-/// The runs passed over by this reconcile.
+/// Runs that may have been missed, to check against FSx.
 #[derive(Debug, Default)]
 pub struct PassedOver {
-    /// The runs listed, oldest first.
+    /// Runs the schedule passed over, for every target, oldest first.
     pub slots: Vec<Timestamp>,
     /// How many more were passed over than listed (an outage of more than
     /// 10,000 runs): counted for every target, unverified.
     pub unlisted: u32,
+    /// Runs one target owed: `(target, run, why)`.
+    pub of_target: Vec<(String, Timestamp, String)>,
+}
+
+impl PassedOver {
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty() && self.unlisted == 0 && self.of_target.is_empty()
+    }
 }
 
 impl Work {
-    /// The targets whose backups must be listed to count the runs passed over.
+    /// The targets whose backups must be listed before misses are counted.
     pub fn misses_to_verify(&self) -> Vec<String> {
-        if self.passed_over.slots.is_empty() && self.passed_over.unlisted == 0 {
+        if self.passed_over.is_empty() {
             return Vec::new();
         }
-        self.status
-            .targets
+        let everyone = !self.passed_over.slots.is_empty() || self.passed_over.unlisted > 0;
+        let mut targets: BTreeSet<String> = self
+            .passed_over
+            .of_target
             .iter()
-            .filter(|t| is_backed_up(t))
-            .map(|t| t.id.clone())
-            .collect()
+            .map(|(target, ..)| target.clone())
+            .collect();
+        if everyone {
+            targets.extend(
+                self.status
+                    .targets
+                    .iter()
+                    .filter(|t| is_backed_up(t))
+                    .map(|t| t.id.clone()),
+            );
+        }
+        targets.into_iter().collect()
     }
 
-    /// Counts the runs passed over as missed for `target_id`, except those of
-    /// which `listed` (FSx's backups of the target) holds this object's backup.
+    /// Counts as missed for `target_id` the runs it may have missed, except those
+    /// of which `listed` (FSx's backups of the target) holds this object's backup.
     /// A listing that failed counts them all: a miss is never hidden.
     pub fn count_misses(
         &mut self,
@@ -53,39 +76,77 @@ impl Work {
                 .collect(),
             Err(_) => BTreeSet::new(),
         };
-        let missed: Vec<Timestamp> = self
+        let unverified = if listed.is_err() {
+            " (FSx could not be listed to check)"
+        } else {
+            ""
+        };
+        let owed: Vec<(Timestamp, String)> = self
+            .passed_over
+            .of_target
+            .iter()
+            .filter(|(target, slot, _)| target == target_id && !made.contains(slot))
+            .map(|(_, slot, why)| (*slot, why.clone()))
+            .collect();
+        for (slot, why) in owed {
+            self.count_missed(
+                target_id,
+                1,
+                Some(slot),
+                format!(
+                    "backup of {target_id} for the run at {slot} was not taken in time: {why}{unverified}"
+                ),
+            );
+        }
+        if !self
+            .status
+            .targets
+            .iter()
+            .any(|t| t.id == target_id && is_backed_up(t))
+        {
+            return;
+        }
+        let passed: Vec<Timestamp> = self
             .passed_over
             .slots
             .iter()
             .copied()
             .filter(|slot| !made.contains(slot))
             .collect();
-        let count = u32::try_from(missed.len())
+        let count = u32::try_from(passed.len())
             .unwrap_or(u32::MAX)
             .saturating_add(self.passed_over.unlisted);
-        if count == 0 {
-            return;
+        if count > 0 {
+            let latest = passed.last().map(ToString::to_string).unwrap_or_default();
+            self.count_missed(
+                target_id,
+                count,
+                passed.last().copied(),
+                format!(
+                    "{count} scheduled run(s) of {target_id} not backed up (latest {latest}): later than startingDeadlineSeconds or superseded by a later run{unverified}"
+                ),
+            );
         }
+    }
+
+    fn count_missed(&mut self, target: &str, count: u32, latest: Option<Timestamp>, note: String) {
         let status = &mut self.status;
         status.missed_runs = Some(status.missed_runs.unwrap_or(0).saturating_add(count));
-        if let Some(latest) = missed.last() {
-            status.last_missed_time = Some(Time(*latest));
+        if let Some(latest) = latest
+            && status
+                .last_missed_time
+                .as_ref()
+                .is_none_or(|t| t.0 < latest)
+        {
+            status.last_missed_time = Some(Time(latest));
         }
-        let latest = missed.last().map(ToString::to_string).unwrap_or_default();
-        let unverified = if listed.is_err() {
-            " (FSx could not be listed to check)"
-        } else {
-            ""
-        };
         self.effects.extend(Effect::failed(
             (Counter::MissedRuns, u64::from(count)),
-            target_id,
+            target,
             None,
             Reason::MissedSchedule,
-            "Schedule",
-            format!(
-                "{count} scheduled run(s) of {target_id} not backed up (latest {latest}): later than startingDeadlineSeconds or superseded by a later run{unverified}"
-            ),
+            "CreateBackup",
+            note,
         ));
     }
 }

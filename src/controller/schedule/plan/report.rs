@@ -159,6 +159,10 @@ impl Work {
         if self.retry_soon {
             wake = wake.min(pace.retry);
         }
+        if self.recording.is_some() {
+            // The status write wakes the object too; this is the fallback.
+            wake = Duration::ZERO;
+        }
         for expiry in status
             .targets
             .iter()

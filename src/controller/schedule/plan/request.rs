@@ -82,10 +82,13 @@ pub fn backup_request(
         &owner.name,
         &owner.uid,
     ));
-    tags.insert(
-        SCHEDULED_TIME_KEY.into(),
-        time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    );
+    // A run-now is not a scheduled run: its tag can never be read as one.
+    let instant = time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let scheduled = match run_now {
+        Some(_) => format!("run-now:{instant}"),
+        None => instant,
+    };
+    tags.insert(SCHEDULED_TIME_KEY.into(), scheduled);
     tags.insert(NAME_KEY.into(), name);
     let client_request_token = match run_now {
         Some(nonce) => run_now_token(&owner.uid, target_id, nonce, time),
