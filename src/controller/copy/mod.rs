@@ -402,7 +402,8 @@ impl<F: FsxApi> CopyReconciler<F> {
             Ok(copies) => copies,
             Err(err) => {
                 work.error(&err);
-                return None;
+                // Not pruned: retention is due again at the next reconcile.
+                return Some(now);
             }
         };
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
@@ -417,7 +418,7 @@ impl<F: FsxApi> CopyReconciler<F> {
                     .map(|_| ()),
             ));
         }
-        work.pruned(destination, &plan, &copies, &deleted)
+        work.pruned(now, destination, &plan, &copies, &deleted)
     }
 
     /// Every backup in `region` of the file systems and volumes `targets`, by id. FSx

@@ -424,9 +424,11 @@ impl Work {
     }
 
     /// What retention did: `plan` over this object's copies, and the answer to
-    /// each deletion sent. Returns when retention next expires a copy.
+    /// each deletion sent. Returns when retention must look again: when it next
+    /// expires a copy, or `now` when a deletion failed (retried at the retry pace).
     pub fn pruned(
         &mut self,
+        now: Timestamp,
         destination: &str,
         plan: &retention::Plan,
         copies: &[Backup],
@@ -469,11 +471,14 @@ impl Work {
                 None => {}
             }
         }
-        if let Some(err) = first_error {
+        let again = if let Some(err) = first_error {
             self.error(&err);
-        }
+            Some(now)
+        } else {
+            plan.next_expiry
+        };
         self.next_expiry = plan.next_expiry;
-        plan.next_expiry
+        again
     }
 
     /// An FSx error: `Stalled` when only a person can fix it, otherwise retried.

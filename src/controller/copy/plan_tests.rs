@@ -424,3 +424,42 @@ fn a_source_pruned_before_its_slot_is_reported_once_and_never_retried() {
     again.follow(now, &valid, Vec::new());
     assert!(again.queued().is_empty());
 }
+
+#[test]
+fn a_copy_deletion_deferred_by_a_transient_error_is_retried_at_the_next_reconcile() {
+    let valid = valid(
+        json!({"scheduleRef": {"name": "nightly"}}),
+        json!({"retention": {"maxCount": 1}}),
+    );
+    let policy = valid.retention.clone().expect("retention");
+    let now = at("2026-03-01T10:00:00Z");
+    let copy = |id: &str, created: &str| Backup {
+        tags: crate::ownership::ownership_tags(KIND, "storage", "dr", "copy-uid"),
+        ..backup(id, Lifecycle::Available, created)
+    };
+    let copies = vec![
+        copy("backup-0000000c", "2026-03-01T08:00:00Z"),
+        copy("backup-0000000d", "2026-03-01T09:00:00Z"),
+    ];
+    let plan = retention::plan(now, &policy, &jiff::tz::TimeZone::UTC, &copies, "copy-uid");
+    let throttled = FsxError::RetryLater {
+        operation: "DeleteBackup",
+        region: DESTINATION.into(),
+        code: "ThrottlingException".into(),
+        message: "slow down".into(),
+    };
+    let mut work = Work::start(None, Some(1));
+    let again = work.pruned(
+        now,
+        DESTINATION,
+        &plan,
+        &copies,
+        &[("backup-0000000c".into(), Err(throttled))],
+    );
+    assert_eq!(again, Some(now), "retention is due again at once");
+    let applied = finish(work, &valid, now);
+    assert_eq!(applied.requeue, PACE.retry);
+    // What the reconciler remembers makes the next reconcile prune again.
+    let next = Work::start(Some(&applied.status), Some(1));
+    assert!(next.retention_wanted(again.is_some_and(|at| at <= now + PACE.retry)));
+}

@@ -225,6 +225,12 @@ fn a_failed_deletion_is_kept_listed_as_pending_and_retried_soon() {
         "nothing reported as pruned"
     );
     assert_eq!(applied.requeue, PACE.retry);
+    // The next reconcile plans that target's retention again, whatever else happened.
+    let again = Work::start(Some(&applied.status), Some(1));
+    assert_eq!(
+        again.retention_targets(now + SignedDuration::from_secs(10)),
+        vec!["fs-0123456789abcdef0".to_owned()]
+    );
 }
 
 #[test]

@@ -8,6 +8,9 @@ use super::{
 };
 use crate::ownership::is_owned_by;
 
+/// `keptBy` of a backup whose deletion failed and is retried at the retry pace.
+const PENDING_DELETION: &str = "pendingDeletion";
+
 impl Work {
     /// Step 5: the backups in flight, to look up in one call.
     pub fn in_flight(&self) -> Vec<String> {
@@ -82,9 +85,11 @@ impl Work {
                 self.spec_changed
                     || t.managed_backup_count.is_none()
                     || self.retention_due.contains(&t.id)
-                    || t.managed_backups
-                        .iter()
-                        .any(|b| b.expires_at.as_ref().is_some_and(|e| e.0 <= now))
+                    || t.managed_backups.iter().any(|b| {
+                        // Expired, or a deletion a transient error deferred: again now.
+                        b.expires_at.as_ref().is_some_and(|e| e.0 <= now)
+                            || b.kept_by.as_deref() == Some(PENDING_DELETION)
+                    })
             })
             .map(|t| t.id.clone())
             .collect()
@@ -132,7 +137,7 @@ impl Work {
                             ));
                         }
                         Some((_, Err(err))) => {
-                            kept.push(backup_ref(decision, None, Some("pendingDeletion")));
+                            kept.push(backup_ref(decision, None, Some(PENDING_DELETION)));
                             first_error.get_or_insert_with(|| err.clone());
                         }
                         None => {}
