@@ -434,7 +434,7 @@ fn a_copy_deletion_deferred_by_a_transient_error_is_retried_at_the_next_reconcil
     let policy = valid.retention.clone().expect("retention");
     let now = at("2026-03-01T10:00:00Z");
     let copy = |id: &str, created: &str| Backup {
-        tags: crate::ownership::ownership_tags(KIND, "storage", "dr", "copy-uid"),
+        tags: ownership_tags(KIND, "storage", "dr", "copy-uid"),
         ..backup(id, Lifecycle::Available, created)
     };
     let copies = vec![
