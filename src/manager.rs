@@ -297,7 +297,15 @@ async fn context(
     client: kube::Client,
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Context<Fsx>>, Option<watch::Receiver<()>>), String> {
+    // The default for every AWS client built from it: SNS, and STS and the other
+    // credential providers of the chain (IRSA, Pod Identity). FSx sets its own.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_mins(2))
+        .build();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
         .load()
         .await;
     let default_region = options
