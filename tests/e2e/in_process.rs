@@ -27,15 +27,18 @@ use kube::api::PostParams;
 use serde_json::json;
 use tokio::sync::watch;
 
-/// The FSx boundary with a switch: while `hang` is on, every call waits forever.
+/// The FSx boundary with switches: while `hang` is on, every call waits
+/// forever; while `panic` is on, every call panics (a bug below the planner).
 #[derive(Debug)]
 struct Hangable<F> {
     inner: F,
     hang: Arc<AtomicBool>,
+    panic: Arc<AtomicBool>,
 }
 
 impl<F> Hangable<F> {
     async fn gate(&self) {
+        assert!(!self.panic.load(Ordering::Relaxed), "injected panic");
         if self.hang.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
@@ -92,6 +95,7 @@ struct InProcess {
     _running: fsx_emulator::RunningEmulator,
     clock: TestClock,
     hang: Arc<AtomicBool>,
+    panic: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     fs: String,
     api: Api<FsxBackupSchedule>,
@@ -110,6 +114,7 @@ impl InProcess {
             .await
             .expect("clock");
         let hang = Arc::new(AtomicBool::new(false));
+        let panic = Arc::new(AtomicBool::new(false));
         let fsx = Hangable {
             inner: AwsFsx::new(
                 crate::support::aws_sdk_config(REGION).await,
@@ -124,6 +129,7 @@ impl InProcess {
                 },
             ),
             hang: hang.clone(),
+            panic: panic.clone(),
         };
         let settings = Settings {
             default_region: Some(REGION.into()),
@@ -155,6 +161,7 @@ impl InProcess {
             _running: running,
             clock,
             hang,
+            panic,
             stop,
             fs,
             api: Api::namespaced(client, namespace),
@@ -280,6 +287,34 @@ async fn a_reconcile_stuck_in_a_call_is_abandoned_at_its_deadline() {
         assert_eq!(world.creates(), 0);
         world.hang.store(false, Ordering::Relaxed);
         world.until("hourly", "backup AVAILABLE", available).await;
+        assert_eq!(world.creates(), 1);
+    })
+    .await;
+}
+
+/// A panic inside one reconcile (a bug) is caught: the controller keeps running
+/// and the object's next reconcile, once the bug is gone, makes the backup.
+#[tokio::test]
+async fn a_panic_in_a_reconcile_is_isolated_and_retried() {
+    crate::support::with_namespace("inproc-panic", |client, namespace| async move {
+        let world = InProcess::start(client, &namespace, Duration::from_mins(10)).await;
+        world.create("hourly").await;
+        world
+            .until("hourly", "scheduled", |o| {
+                o.status
+                    .as_ref()
+                    .is_some_and(|s| s.next_schedule_time.is_some())
+            })
+            .await;
+        world.panic.store(true, Ordering::Relaxed);
+        let slot = world.next_hour();
+        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(world.creates(), 0);
+        world.panic.store(false, Ordering::Relaxed);
+        world
+            .until("hourly", "backup AVAILABLE after the panics", available)
+            .await;
         assert_eq!(world.creates(), 1);
     })
     .await;
