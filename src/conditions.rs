@@ -39,6 +39,9 @@ pub enum Reason {
     TargetNotBackupable,
     SourceNotFound,
     SourceFailed,
+    /// A spec change would delete more backups at once than the deletion brake
+    /// allows: nothing is deleted until that generation is approved.
+    DeletionHeld,
     /// FSx refused a call for a reason only a person can fix; the same FSx error
     /// gives the same reason in every kind.
     UserAction(UserActionReason),
@@ -66,13 +69,14 @@ impl Reason {
             Self::TargetNotBackupable => "TargetNotBackupable",
             Self::SourceNotFound => "SourceNotFound",
             Self::SourceFailed => "SourceFailed",
+            Self::DeletionHeld => "DeletionHeld",
             Self::UserAction(reason) => reason.as_str(),
         }
     }
 
     /// The reason stored in status as text, read back (unknown text: `None`).
     pub fn parse(text: &str) -> Option<Self> {
-        const PLAIN: [Reason; 19] = [
+        const PLAIN: [Reason; 20] = [
             Reason::Scheduled,
             Reason::BackupCreated,
             Reason::Suspended,
@@ -92,6 +96,7 @@ impl Reason {
             Reason::TargetNotBackupable,
             Reason::SourceNotFound,
             Reason::SourceFailed,
+            Reason::DeletionHeld,
         ];
         PLAIN
             .into_iter()

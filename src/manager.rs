@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::controller::copy::CopyShared;
 use crate::controller::driver::Wiring;
 use crate::controller::lenient::Lenient;
-use crate::controller::{self, Context, Settings};
+use crate::controller::{self, Brake, Context, Settings};
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
 use crate::duration::parse_duration;
 use crate::fsx::{AwsFsx, AwsFsxConfig, MeteredFsx};
@@ -66,6 +66,13 @@ pub struct Options {
     /// FSx endpoint that accepts connections and never answers).
     #[arg(long, env = "FSXBO_RECONCILE_TIMEOUT", default_value = "10m", value_parser = duration_arg)]
     pub reconcile_timeout: Duration,
+    /// Deletion brake: a spec change that would delete more than this many of a
+    /// target's AVAILABLE backups at once waits for approval (objects may set their own).
+    #[arg(long, env = "FSXBO_DELETION_BRAKE_MAX", default_value_t = 10)]
+    pub deletion_brake_max: u32,
+    /// Deletion brake: … or more than this percentage of them.
+    #[arg(long, env = "FSXBO_DELETION_BRAKE_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub deletion_brake_percent: u32,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -346,6 +353,10 @@ async fn context(
         copy_slots_per_region: options.copy_slots_per_region as usize,
         max_concurrent_reconciles: options.max_concurrent_reconciles,
         reconcile_timeout: options.reconcile_timeout,
+        deletion_brake: Brake {
+            max_deletions: options.deletion_brake_max,
+            max_percent: options.deletion_brake_percent,
+        },
     };
     let ctx = Context::new(client, fsx, clock, settings, metrics, Some(notifier));
     Ok((ctx, clock_moved))

@@ -35,6 +35,9 @@ pub const FIELD_MANAGER: &str = "fsx-backup-operator";
 pub const FINALIZER: &str = "fsxbackup.io/cleanup";
 /// Annotation that asks for one extra backup of every target; its value is a nonce.
 pub const RUN_NOW_ANNOTATION: &str = "fsxbackup.io/run-now";
+/// Annotation that releases the deletion brake for one generation: its value is
+/// the `metadata.generation` approved (a stale approval does nothing).
+pub const APPROVE_DELETIONS_ANNOTATION: &str = "fsxbackup.io/approve-deletions";
 
 /// Operator-wide settings the reconcilers read.
 #[derive(Clone, Debug)]
@@ -54,6 +57,45 @@ pub struct Settings {
     /// Longest one reconcile may run: whatever hangs below it (an FSx, SNS or
     /// Kubernetes call) fails the reconcile, which is retried with backoff.
     pub reconcile_timeout: Duration,
+    /// The deletion brake for objects that set none: more than `max_deletions`
+    /// or `max_percent` % of a target's AVAILABLE backups deleted by a spec change.
+    pub deletion_brake: Brake,
+}
+
+/// A deletion brake with every limit set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Brake {
+    pub max_deletions: u32,
+    pub max_percent: u32,
+}
+
+impl Default for Brake {
+    fn default() -> Self {
+        Self {
+            max_deletions: 10,
+            max_percent: 50,
+        }
+    }
+}
+
+impl Brake {
+    /// The object's brake, its unset limits taken from `self` (the operator's).
+    #[must_use]
+    pub fn with(self, spec: Option<&crate::crd::common::DeletionBrake>) -> Self {
+        Self {
+            max_deletions: spec
+                .and_then(|s| s.max_deletions)
+                .unwrap_or(self.max_deletions),
+            max_percent: spec.and_then(|s| s.max_percent).unwrap_or(self.max_percent),
+        }
+    }
+
+    /// Whether deleting `deleted` of `available` AVAILABLE backups at once trips it.
+    pub fn trips(self, deleted: usize, available: usize) -> bool {
+        let percent = usize::try_from(self.max_percent).unwrap_or(usize::MAX);
+        deleted > usize::try_from(self.max_deletions).unwrap_or(usize::MAX)
+            || deleted.saturating_mul(100) > available.saturating_mul(percent)
+    }
 }
 
 impl Default for Settings {
@@ -65,6 +107,7 @@ impl Default for Settings {
             copy_slots_per_region: 5,
             max_concurrent_reconciles: 0,
             reconcile_timeout: Duration::from_mins(10),
+            deletion_brake: Brake::default(),
         }
     }
 }

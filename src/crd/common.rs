@@ -91,6 +91,24 @@ pub struct RetentionSpec {
 /// bounded so that no stored value can overflow what the operator reads it into.
 pub const MAX_RETENTION_COUNT: u32 = 100_000;
 
+/// How many backups a spec change may delete at once before a person must
+/// approve it (`fsxbackup.io/approve-deletions: "<generation>"`). Either limit
+/// trips the brake; unset fields take the operator's defaults
+/// (`--deletion-brake-max`, `--deletion-brake-percent`). Routine pruning by an
+/// unchanged policy is never held.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionBrake {
+    /// More than this many of a target's AVAILABLE backups deleted at once is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = MAX_RETENTION_COUNT))]
+    pub max_deletions: Option<u32>,
+    /// More than this percentage of a target's AVAILABLE backups deleted at once is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub max_percent: Option<u32>,
+}
+
 /// Default `minAvailable`.
 pub const DEFAULT_MIN_AVAILABLE: u32 = 1;
 /// Default `failedHistoryLimit`.

@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{BackupRef, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags};
+use super::common::{
+    BackupRef, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags,
+};
 
 /// Back up FSx file systems or volumes on a cron schedule and prune old backups.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -82,6 +84,9 @@ pub struct FsxBackupScheduleSpec {
     /// What happens to this object's backups when it is deleted: `Retain` (default) or `Delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// Hold a spec change that would delete many backups at once until it is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_brake: Option<DeletionBrake>,
     /// SNS notifications: failures always, successes when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Notifications>,
@@ -153,6 +158,11 @@ pub struct FsxBackupScheduleStatus {
     /// The `metadata.generation` this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation whose retention policy has been applied to every target:
+    /// until it equals `metadata.generation`, deletions pass the deletion brake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 9_007_199_254_740_991_i64))] // 2^53 - 1: exact as JSON
+    pub retention_generation: Option<i64>,
     /// `Ready`, `Reconciling` and `Stalled`, as kstatus (Flux, Argo CD, `kubectl wait`) reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::crd::common::{DeletionPolicy, MAX_USER_TAGS, keep_everything};
+use crate::crd::common::{DeletionBrake, DeletionPolicy, MAX_USER_TAGS, keep_everything};
 use crate::crd::schedule::{FileSystemType, FsxBackupSchedule};
 use crate::duration::parse_duration;
 use crate::fsx::{Backup, BackupTarget};
@@ -54,6 +54,8 @@ pub struct ValidSchedule {
     pub schedule_key: String,
     /// When the object was created: no run before it can be owed.
     pub created: Option<Timestamp>,
+    /// The object's own deletion-brake limits, if it sets any.
+    pub deletion_brake: Option<DeletionBrake>,
 }
 
 /// How many upcoming runs the jitter is compared with.
@@ -132,6 +134,7 @@ pub fn validate(
         deletion_policy: spec.deletion_policy.unwrap_or_default(),
         schedule_key,
         created: object.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        deletion_brake: spec.deletion_brake,
     })
 }
 

@@ -8,6 +8,7 @@
 mod apiserver;
 mod copy_e2e;
 mod crds;
+mod deletion_brake;
 mod examples;
 mod fsx_boundary;
 mod fsx_moto;

@@ -13,14 +13,14 @@ use kube::api::Api;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
 use super::lenient::Lenient;
-use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
+use super::{APPROVE_DELETIONS_ANNOTATION, Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
 use crate::fsx::{BackupTarget, FsxApi, FsxError};
 use crate::retention;
 use crate::validate::schedule::{target_ids, validate};
 use crate::validate::{Targets, ValidSchedule};
-use plan::{Owner, Selected, Work};
+use plan::{BrakeCheck, Owner, Selected, Work};
 
 /// Runs the schedule controller until `shutdown` fires.
 pub async fn run<F: FsxApi>(
@@ -105,8 +105,20 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             .poll(&mut work, &valid, &ObjectKey::of(object), now)
             .await;
         work.settle(now, &valid, &owner.uid, found.as_ref());
+        let object_name = format!("fsxbackupschedule {} -n {}", owner.name, owner.namespace);
+        let check = BrakeCheck {
+            brake: ctx
+                .settings
+                .deletion_brake
+                .with(valid.deletion_brake.as_ref()),
+            approved: object
+                .annotations()
+                .get(APPROVE_DELETIONS_ANNOTATION)
+                .and_then(|g| g.trim().parse().ok()),
+            object: &object_name,
+        };
         for target in work.retention_targets(now) {
-            self.prune(&mut work, &valid, &owner.uid, &target, now)
+            self.prune(&mut work, &valid, &owner.uid, &target, now, check)
                 .await;
         }
         Ok(work.finish(now, &valid, pace))
@@ -191,6 +203,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         uid: &str,
         target: &str,
         now: Timestamp,
+        check: BrakeCheck<'_>,
     ) {
         let fsx = &self.ctx.fsx;
         let backups = match fsx
@@ -208,6 +221,10 @@ impl<F: FsxApi> ScheduleReconciler<F> {
             uid,
         );
         let mut deleted = Vec::new();
+        if work.hold_deletions(target, &plan, check) {
+            tracing::warn!(target, "deletions held by the deletion brake");
+            return work.pruned(target, &plan, &deleted);
+        }
         for id in retention::deletions(&plan, &backups, uid) {
             let answer = fsx.delete_backup(&valid.region, id).await.map(|_| ());
             match &answer {

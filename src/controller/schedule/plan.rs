@@ -71,7 +71,11 @@ pub struct Work {
     retry_soon: bool,
     /// Targets whose retention must be planned again.
     retention_due: BTreeSet<String>,
-    spec_changed: bool,
+    /// The object's `metadata.generation` being reconciled.
+    generation: Option<i64>,
+    /// Targets whose deletions the deletion brake held, and what retention had
+    /// not run to the end for (a listing failed): `retentionGeneration` waits.
+    retention: RetentionProgress,
     /// A run-now create met a transient error: the nonce is not done yet.
     run_now_pending: bool,
     /// Runs the schedule passed over, to be counted as missed for each target
@@ -104,7 +108,8 @@ impl Work {
             }
         }
         Self {
-            spec_changed: status.observed_generation != generation,
+            generation,
+            retention: RetentionProgress::default(),
             status,
             effects: Vec::new(),
             waiting: None,
@@ -189,6 +194,12 @@ impl Work {
         run
     }
 
+    /// The spec changed since the status was written (the driver records
+    /// `observedGeneration` only after the plan).
+    fn spec_changed(&self) -> bool {
+        self.status.observed_generation != self.generation
+    }
+
     /// Whether this reconcile only records a run that became due (see `recording_run`).
     pub fn recording_run(&self) -> bool {
         self.recording.is_some()
@@ -197,7 +208,7 @@ impl Work {
     /// Step 2: whether the targets must be resolved again (selectors may match
     /// new file systems at every run).
     pub fn needs_targets(&self, new_run: Option<Timestamp>) -> bool {
-        new_run.is_some() || self.spec_changed || self.status.targets.is_empty()
+        new_run.is_some() || self.spec_changed() || self.status.targets.is_empty()
     }
 
     /// Brings the targets in line with what the spec selects now, keeping the
@@ -476,11 +487,14 @@ fn is_in_flight(backup: &LastBackup) -> bool {
     Lifecycle::parse(&backup.lifecycle).in_progress() && backup.failure_message.is_none()
 }
 
+mod brake;
 mod misses;
 mod report;
 mod request;
 mod settle;
 
+pub use brake::BrakeCheck;
+use brake::RetentionProgress;
 use misses::PassedOver;
 use request::create;
 pub use request::{backup_request, select_file_systems};

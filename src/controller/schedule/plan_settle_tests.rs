@@ -280,3 +280,94 @@ fn a_last_backup_edited_to_name_a_foreign_backup_is_never_our_success() {
     );
     assert!(events(&applied.effects).contains(&"StatusCorrected".to_owned()));
 }
+
+#[test]
+fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_generation() {
+    use crate::controller::Brake;
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let now = at("2026-03-01T12:30:00Z");
+    let backups: Vec<Backup> = (0..6)
+        .map(|h| {
+            backup(
+                &format!("backup-0000000{h}"),
+                Lifecycle::Available,
+                &format!("2026-03-01T0{h}:00:00Z"),
+            )
+        })
+        .collect();
+    let plan = retention::plan(
+        now,
+        &valid.retention,
+        valid.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    // Generation 2 changed the policy; generation 1's was applied.
+    let mut status = pending(&valid, "2026-03-01T13:00:00Z");
+    status.retention_generation = Some(1);
+    let check = |approved| BrakeCheck {
+        brake: Brake::default(),
+        approved,
+        object: "fsxbackupschedule nightly -n storage",
+    };
+    let target = "fs-0123456789abcdef0";
+
+    // 5 of 6 at once: held, every backup still listed, Stalled with the command to run.
+    for approved in [None, Some(1)] {
+        let mut work = Work::start(Some(&status), Some(2));
+        assert!(
+            work.hold_deletions(target, &plan, check(approved)),
+            "approval of {approved:?}"
+        );
+        work.pruned(target, &plan, &[]);
+        let applied = work.finish(now, &valid, PACE);
+        assert_eq!(applied.status.targets[0].managed_backups.len(), 6);
+        assert_eq!(
+            applied.status.retention_generation,
+            Some(1),
+            "not applied yet"
+        );
+        let (stalled, reason) = reason_of(&applied, "Stalled");
+        assert_eq!(
+            (stalled.as_str(), reason.as_str()),
+            ("True", "DeletionHeld")
+        );
+        let message = applied.health.message().to_owned();
+        assert!(message.contains("delete 5 of the 6"), "{message}");
+        assert!(
+            message.contains("fsxbackup.io/approve-deletions=2"),
+            "{message}"
+        );
+        assert!(events(&applied.effects).contains(&"DeletionHeld".to_owned()));
+    }
+
+    // Approved for generation 2: deleted, and generation 2 is the applied policy.
+    let mut work = Work::start(Some(&status), Some(2));
+    assert!(!work.hold_deletions(target, &plan, check(Some(2))));
+    let deleted: Vec<(String, Result<(), FsxError>)> = (0..5)
+        .map(|h| (format!("backup-0000000{h}"), Ok(())))
+        .collect();
+    work.pruned(target, &plan, &deleted);
+    let applied = work.finish(now, &valid, PACE);
+    assert_eq!(applied.status.retention_generation, Some(2));
+    assert_ne!(reason_of(&applied, "Stalled").0, "True");
+
+    // Routine pruning by the applied policy is never held, however much it deletes.
+    let mut routine = applied.status.clone();
+    routine.observed_generation = Some(2);
+    let mut work = Work::start(Some(&routine), Some(2));
+    assert!(!work.retention_pending());
+    assert!(!work.hold_deletions(target, &plan, check(None)));
+
+    // A small change passes: 1 of 6 is under both limits.
+    let keep_five = hourly(json!({"retention": {"maxCount": 5}}));
+    let small = retention::plan(
+        now,
+        &keep_five.retention,
+        keep_five.schedule.time_zone(),
+        &backups,
+        UID,
+    );
+    let mut work = Work::start(Some(&status), Some(2));
+    assert!(!work.hold_deletions(target, &small, check(None)));
+}

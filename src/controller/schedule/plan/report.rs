@@ -42,7 +42,8 @@ impl Work {
         self.status
             .targets
             .retain(|t| is_selected(t) || t.managed_backup_count.unwrap_or(0) > 0);
-        let health = self.health(valid);
+        self.record_retention_generation();
+        let health = self.held_health().unwrap_or_else(|| self.health(valid));
         let requeue = self.next_wake(now, valid, pace);
         Applied {
             status: self.status,

@@ -10,6 +10,8 @@ use crate::ownership::is_owned_by;
 
 /// `keptBy` of a backup whose deletion failed and is retried at the retry pace.
 const PENDING_DELETION: &str = "pendingDeletion";
+/// `keptBy` of a backup the deletion brake keeps until its generation is approved.
+const DELETION_HELD: &str = "deletionHeld";
 
 impl Work {
     /// Step 5: the backups in flight, to look up in one call.
@@ -82,7 +84,7 @@ impl Work {
             .targets
             .iter()
             .filter(|t| {
-                self.spec_changed
+                self.retention_pending()
                     || t.managed_backup_count.is_none()
                     || self.retention_due.contains(&t.id)
                     || t.managed_backups.iter().any(|b| {
@@ -98,6 +100,7 @@ impl Work {
     /// Step 6: a target's listing could not be read.
     pub fn listing_failed(&mut self, target_id: &str, err: &FsxError) {
         self.transient(err);
+        self.retention_incomplete();
         if let FsxError::UserAction { reason, .. } = err
             && let Some(target) = self.status.targets.iter_mut().find(|t| t.id == target_id)
         {
@@ -114,6 +117,7 @@ impl Work {
         plan: &retention::Plan,
         deleted: &[(String, Result<(), FsxError>)],
     ) {
+        let held = self.is_held(target_id);
         let Some(target) = self.status.targets.iter_mut().find(|t| t.id == target_id) else {
             return;
         };
@@ -139,6 +143,9 @@ impl Work {
                         Some((_, Err(err))) => {
                             kept.push(backup_ref(decision, None, Some(PENDING_DELETION)));
                             first_error.get_or_insert_with(|| err.clone());
+                        }
+                        None if held => {
+                            kept.push(backup_ref(decision, None, Some(DELETION_HELD)));
                         }
                         None => {}
                     }
