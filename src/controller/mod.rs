@@ -6,6 +6,7 @@
 //!   their results through the planner again;
 //! - [`effects`] performs what a plan reports: events, notifications, metrics.
 
+pub mod brake;
 pub mod cleanup;
 pub mod copy;
 pub mod driver;
@@ -23,6 +24,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
+
+pub use brake::Brake;
 
 use crate::clock::Clock;
 use crate::fsx::FsxError;
@@ -60,42 +63,6 @@ pub struct Settings {
     /// The deletion brake for objects that set none: more than `max_deletions`
     /// or `max_percent` % of a target's AVAILABLE backups deleted by a spec change.
     pub deletion_brake: Brake,
-}
-
-/// A deletion brake with every limit set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Brake {
-    pub max_deletions: u32,
-    pub max_percent: u32,
-}
-
-impl Default for Brake {
-    fn default() -> Self {
-        Self {
-            max_deletions: 10,
-            max_percent: 50,
-        }
-    }
-}
-
-impl Brake {
-    /// The object's brake, its unset limits taken from `self` (the operator's).
-    #[must_use]
-    pub fn with(self, spec: Option<&crate::crd::common::DeletionBrake>) -> Self {
-        Self {
-            max_deletions: spec
-                .and_then(|s| s.max_deletions)
-                .unwrap_or(self.max_deletions),
-            max_percent: spec.and_then(|s| s.max_percent).unwrap_or(self.max_percent),
-        }
-    }
-
-    /// Whether deleting `deleted` of `available` AVAILABLE backups at once trips it.
-    pub fn trips(self, deleted: usize, available: usize) -> bool {
-        let percent = usize::try_from(self.max_percent).unwrap_or(usize::MAX);
-        deleted > usize::try_from(self.max_deletions).unwrap_or(usize::MAX)
-            || deleted.saturating_mul(100) > available.saturating_mul(percent)
-    }
 }
 
 impl Default for Settings {

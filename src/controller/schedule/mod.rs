@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 
+use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
 use super::lenient::Lenient;
@@ -20,7 +21,7 @@ use crate::fsx::{BackupTarget, FsxApi, FsxError};
 use crate::retention;
 use crate::validate::schedule::{target_ids, validate};
 use crate::validate::{Targets, ValidSchedule};
-use plan::{BrakeCheck, Owner, Selected, Work};
+use plan::{Owner, Selected, Work};
 
 /// Runs the schedule controller until `shutdown` fires.
 pub async fn run<F: FsxApi>(

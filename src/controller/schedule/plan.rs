@@ -493,7 +493,6 @@ mod report;
 mod request;
 mod settle;
 
-pub use brake::BrakeCheck;
 use brake::RetentionProgress;
 use misses::PassedOver;
 use request::create;

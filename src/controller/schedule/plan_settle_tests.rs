@@ -284,6 +284,7 @@ fn a_last_backup_edited_to_name_a_foreign_backup_is_never_our_success() {
 #[test]
 fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_generation() {
     use crate::controller::Brake;
+    use crate::controller::brake::BrakeCheck;
     let valid = hourly(json!({"retention": {"maxCount": 1}}));
     let now = at("2026-03-01T12:30:00Z");
     let backups: Vec<Backup> = (0..6)

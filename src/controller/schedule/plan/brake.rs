@@ -1,12 +1,9 @@
-//! The deletion brake: when a new policy (a new `metadata.generation`) would
-//! delete many of a target's AVAILABLE backups at once, nothing is deleted and
-//! the object is `Stalled`/`DeletionHeld` until a person approves that
-//! generation with the `fsxbackup.io/approve-deletions` annotation. Routine
-//! pruning by a policy already applied (`status.retentionGeneration`) is never
-//! held.
+//! The deletion brake (`controller::brake`) per target of a schedule: held
+//! targets keep their backups and make the object `Stalled`/`DeletionHeld`;
+//! `status.retentionGeneration` advances once every target's retention ran.
 
-use super::{Effect, Health, Lifecycle, Reason, Verdict, Work, retention};
-use crate::controller::{APPROVE_DELETIONS_ANNOTATION, Brake};
+use super::{Effect, Health, Reason, Work, retention};
+use crate::controller::brake::{self, BrakeCheck};
 
 /// How far the current generation's retention got in this reconcile.
 #[derive(Debug, Default)]
@@ -15,15 +12,6 @@ pub struct RetentionProgress {
     held: Vec<(String, String)>,
     /// A target's retention could not run (its listing failed).
     incomplete: bool,
-}
-
-/// What the brake is checked against: its limits, and the generation approved.
-#[derive(Clone, Copy, Debug)]
-pub struct BrakeCheck<'a> {
-    pub brake: Brake,
-    pub approved: Option<i64>,
-    /// `fsxbackupschedule NAME`, for the command that approves.
-    pub object: &'a str,
 }
 
 impl Work {
@@ -40,26 +28,15 @@ impl Work {
         plan: &retention::Plan,
         check: BrakeCheck<'_>,
     ) -> bool {
-        if !self.retention_pending() {
+        let Some(message) = brake::held(
+            plan,
+            target_id,
+            self.generation,
+            self.status.retention_generation,
+            check,
+        ) else {
             return false;
-        }
-        let available = plan
-            .decisions
-            .iter()
-            .filter(|d| d.lifecycle == Lifecycle::Available);
-        let total = available.clone().count();
-        let deleting = available
-            .filter(|d| matches!(d.verdict, Verdict::Delete { .. }))
-            .count();
-        let approved = check.approved.is_some() && check.approved == self.generation;
-        if approved || !check.brake.trips(deleting, total) {
-            return false;
-        }
-        let generation = self.generation.unwrap_or_default();
-        let message = format!(
-            "generation {generation} would delete {deleting} of the {total} AVAILABLE backups of {target_id} at once (the deletion brake holds more than {} or {}%); nothing is deleted. To confirm: kubectl annotate {} {APPROVE_DELETIONS_ANNOTATION}={generation} --overwrite",
-            check.brake.max_deletions, check.brake.max_percent, check.object,
-        );
+        };
         if self.status.conditions.iter().all(|c| c.message != message) {
             self.effects.push(Effect::event(
                 true,
