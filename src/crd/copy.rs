@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags};
+use super::common::{DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags};
 
 /// Copy FSx backups to another Region (or within one) and prune old copies.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -52,6 +52,9 @@ pub struct FsxBackupCopySpec {
     /// What happens to the copies when this object is deleted: `Retain` (default) or `Delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// Hold a spec change that would delete many copies at once until it is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_brake: Option<DeletionBrake>,
     /// SNS notifications: failures always, successes when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Notifications>,
@@ -93,6 +96,11 @@ pub struct FsxBackupCopyStatus {
     /// The `metadata.generation` this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The generation whose retention policy has been applied to the copies:
+    /// until it equals `metadata.generation`, deletions pass the deletion brake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 9_007_199_254_740_991_i64))] // 2^53 - 1: exact as JSON
+    pub retention_generation: Option<i64>,
     /// `Ready`, `Reconciling` and `Stalled`, as kstatus reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::crd::common::DeletionBrake;
 use crate::crd::copy::FsxBackupCopy;
 use crate::retention::RetentionPolicy;
 
@@ -24,6 +25,8 @@ pub struct ValidCopy {
     pub tags: BTreeMap<String, String>,
     /// Follow mode only; `None` keeps every copy.
     pub retention: Option<RetentionPolicy>,
+    /// The object's own deletion-brake limits, if it sets any.
+    pub deletion_brake: Option<DeletionBrake>,
 }
 
 /// The AWS partition of a Region: copies never cross partitions.
@@ -89,5 +92,6 @@ pub fn validate(object: &FsxBackupCopy, default_region: Option<&str>) -> Result<
         copy_tags: spec.copy_tags.unwrap_or(false),
         tags,
         retention,
+        deletion_brake: spec.deletion_brake,
     })
 }

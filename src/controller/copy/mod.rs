@@ -14,10 +14,11 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
+use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
 use super::lenient::Lenient;
-use super::{Context, Error, ObjectKey, cleanup};
+use super::{APPROVE_DELETIONS_ANNOTATION, Context, Error, ObjectKey, cleanup};
 use crate::copy_slots::CopySlots;
 use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{FsxBackupCopy, FsxBackupCopyStatus};
@@ -171,7 +172,21 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         if let Some(policy) = &valid.retention {
             let expiry_passed = ctx.memory(&key, |m| m.next_expiry.is_some_and(|at| at <= now));
             if work.retention_wanted(expiry_passed) {
-                let next = self.prune(&mut work, &valid, policy, &owner.uid, now).await;
+                let object_name = format!("fsxbackupcopy {} -n {}", owner.name, owner.namespace);
+                let check = BrakeCheck {
+                    brake: ctx
+                        .settings
+                        .deletion_brake
+                        .with(valid.deletion_brake.as_ref()),
+                    approved: object
+                        .annotations()
+                        .get(APPROVE_DELETIONS_ANNOTATION)
+                        .and_then(|g| g.trim().parse().ok()),
+                    object: &object_name,
+                };
+                let next = self
+                    .prune(&mut work, &valid, policy, &owner.uid, now, check)
+                    .await;
                 ctx.memory(&key, |m| m.next_expiry = next);
             }
         }
@@ -393,6 +408,7 @@ impl<F: FsxApi> CopyReconciler<F> {
         policy: &retention::RetentionPolicy,
         uid: &str,
         now: Timestamp,
+        check: BrakeCheck<'_>,
     ) -> Option<Timestamp> {
         let destination = &valid.destination_region;
         let copies = match self
@@ -408,6 +424,10 @@ impl<F: FsxApi> CopyReconciler<F> {
         };
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
         let mut deleted = Vec::new();
+        if work.hold_deletions(destination, &plan, check) {
+            tracing::warn!(destination, "copy deletions held by the deletion brake");
+            return work.pruned(now, destination, &plan, &copies, &deleted);
+        }
         for id in retention::deletions(&plan, &copies, uid) {
             deleted.push((
                 id.to_owned(),

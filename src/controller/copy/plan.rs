@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::conditions::{Health, Reason};
+use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::driver::{Applied, Pace};
 use crate::controller::effects::{Counter, Effect};
 use crate::crd::copy::{CopyStatus, FsxBackupCopyStatus};
@@ -45,6 +46,8 @@ pub struct Work {
     /// A copy settled or the sources were scanned: retention should look.
     pub retention_due: bool,
     next_expiry: Option<Timestamp>,
+    /// The object's `metadata.generation` being reconciled.
+    generation: Option<i64>,
 }
 
 impl Work {
@@ -71,6 +74,7 @@ impl Work {
             stalled: None,
             retention_due: false,
             next_expiry: None,
+            generation,
         }
     }
 
@@ -420,7 +424,35 @@ impl Work {
 
     /// Retention is due: something it depends on changed, or a copy expired.
     pub fn retention_wanted(&self, expiry_passed: bool) -> bool {
-        self.retention_due || self.spec_changed || expiry_passed
+        self.retention_due
+            || self.spec_changed
+            || expiry_passed
+            || self.status.retention_generation != self.generation
+    }
+
+    /// Before deleting: whether the deletions `plan` makes in `destination` must
+    /// wait for the approval of this generation (the deletion brake).
+    pub fn hold_deletions(
+        &mut self,
+        destination: &str,
+        plan: &retention::Plan,
+        check: BrakeCheck<'_>,
+    ) -> bool {
+        let what = format!("copies in {destination}");
+        let applied = self.status.retention_generation;
+        let Some(message) = brake::held(plan, &what, self.generation, applied, check) else {
+            return false;
+        };
+        if self.status.conditions.iter().all(|c| c.message != message) {
+            self.effects.push(Effect::event(
+                true,
+                Reason::DeletionHeld.as_str(),
+                "DeleteBackup",
+                message.clone(),
+            ));
+        }
+        self.stalled = Some((Reason::DeletionHeld, message));
+        true
     }
 
     /// What retention did: `plan` over this object's copies, and the answer to
@@ -471,10 +503,15 @@ impl Work {
                 None => {}
             }
         }
+        let held = matches!(self.stalled, Some((Reason::DeletionHeld, _)));
         let again = if let Some(err) = first_error {
             self.error(&err);
             Some(now)
         } else {
+            if !held {
+                // This generation's policy is applied: its pruning is routine from now on.
+                self.status.retention_generation = self.generation;
+            }
             plan.next_expiry
         };
         self.next_expiry = plan.next_expiry;

@@ -463,3 +463,60 @@ fn a_copy_deletion_deferred_by_a_transient_error_is_retried_at_the_next_reconcil
     let next = Work::start(Some(&applied.status), Some(1));
     assert!(next.retention_wanted(again.is_some_and(|at| at <= now + PACE.retry)));
 }
+
+#[test]
+fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_approved() {
+    use crate::controller::Brake;
+    use crate::controller::brake::BrakeCheck;
+    let valid = valid(
+        json!({"scheduleRef": {"name": "nightly"}}),
+        json!({"retention": {"maxCount": 1}}),
+    );
+    let policy = valid.retention.clone().expect("retention");
+    let now = at("2026-03-01T10:00:00Z");
+    let copies: Vec<Backup> = (0..6)
+        .map(|h| Backup {
+            tags: ownership_tags(KIND, "storage", "dr", "copy-uid"),
+            ..backup(
+                &format!("backup-0000000{h}"),
+                Lifecycle::Available,
+                &format!("2026-03-01T0{h}:00:00Z"),
+            )
+        })
+        .collect();
+    let plan = retention::plan(now, &policy, &jiff::tz::TimeZone::UTC, &copies, "copy-uid");
+    let status = FsxBackupCopyStatus {
+        observed_generation: Some(2),
+        retention_generation: Some(1),
+        ..FsxBackupCopyStatus::default()
+    };
+    let check = |approved| BrakeCheck {
+        brake: Brake::default(),
+        approved,
+        object: "fsxbackupcopy dr -n storage",
+    };
+    let mut work = Work::start(Some(&status), Some(2));
+    assert!(
+        work.retention_wanted(false),
+        "a policy not applied yet is retention due"
+    );
+    assert!(work.hold_deletions(DESTINATION, &plan, check(Some(1))));
+    work.pruned(now, DESTINATION, &plan, &copies, &[]);
+    let applied = finish(work, &valid, now);
+    assert!(
+        has(&applied, "Stalled", "True", "DeletionHeld"),
+        "{:?}",
+        health(&applied)
+    );
+    assert_eq!(applied.status.retention_generation, Some(1));
+
+    let mut work = Work::start(Some(&status), Some(2));
+    assert!(!work.hold_deletions(DESTINATION, &plan, check(Some(2))));
+    let deleted: Vec<(String, Result<(), FsxError>)> = (0..5)
+        .map(|h| (format!("backup-0000000{h}"), Ok(())))
+        .collect();
+    work.pruned(now, DESTINATION, &plan, &copies, &deleted);
+    let applied = finish(work, &valid, now);
+    assert_eq!(applied.status.retention_generation, Some(2));
+    assert!(!has(&applied, "Stalled", "True", "DeletionHeld"));
+}
