@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod naming;
 pub mod notify;
 pub mod ownership;
+pub mod preview;
 pub mod retention;
 pub mod schedule;
 pub mod telemetry;

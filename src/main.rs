@@ -31,6 +31,9 @@ enum Command {
     },
     /// Connect to the cluster and print its version.
     Check,
+    /// Show what a schedule's retention would delete and keep, and when it runs
+    /// next, from live FSx, changing nothing (`--file` for a manifest in a pull request).
+    Plan(Box<fsx_backup_operator::preview::PlanArgs>),
 }
 
 #[tokio::main]
@@ -42,6 +45,16 @@ async fn main() -> std::process::ExitCode {
             telemetry::init(LogFormat::Text);
             check_cluster().await
         }
+        Command::Plan(args) => match fsx_backup_operator::preview::run(*args).await {
+            Ok(text) => {
+                println!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("plan: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => {
             telemetry::init(match args.log_format {
                 Format::Text => LogFormat::Text,

@@ -230,16 +230,23 @@ fn targets(object: &FsxBackupSchedule) -> Result<Targets, String> {
 }
 
 impl ValidSchedule {
-    /// The backups in `backups` that this schedule (object UID `uid`) owns and its
-    /// retention keeps at `now`: what a copy following the schedule should copy.
-    pub fn backups_it_keeps(&self, now: Timestamp, backups: Vec<Backup>, uid: &str) -> Vec<Backup> {
-        let plan = retention::plan(
+    /// What this schedule's retention (object UID `uid`) decides at `now` for one
+    /// target's `backups`: the one place the controller, a following copy and
+    /// `fsx-backup-operator plan` all get it from.
+    pub fn retention_plan(&self, now: Timestamp, backups: &[Backup], uid: &str) -> retention::Plan {
+        retention::plan(
             now,
             &self.retention,
             self.schedule.time_zone(),
-            &backups,
+            backups,
             uid,
-        );
+        )
+    }
+
+    /// The backups in `backups` that this schedule (object UID `uid`) owns and its
+    /// retention keeps at `now`: what a copy following the schedule should copy.
+    pub fn backups_it_keeps(&self, now: Timestamp, backups: Vec<Backup>, uid: &str) -> Vec<Backup> {
+        let plan = self.retention_plan(now, &backups, uid);
         let kept: BTreeSet<&str> = plan
             .decisions
             .iter()

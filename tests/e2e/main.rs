@@ -16,6 +16,7 @@ mod hostile;
 mod in_process;
 mod operations;
 mod packaging;
+mod plan_cli;
 mod schedule_e2e;
 mod schedule_invalid;
 mod soak;

@@ -214,13 +214,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
             Ok(backups) => backups,
             Err(err) => return work.listing_failed(target, &err),
         };
-        let plan = retention::plan(
-            now,
-            &valid.retention,
-            valid.schedule.time_zone(),
-            &backups,
-            uid,
-        );
+        let plan = valid.retention_plan(now, &backups, uid);
         let mut deleted = Vec::new();
         if work.hold_deletions(target, &plan, check) {
             tracing::warn!(target, "deletions held by the deletion brake");

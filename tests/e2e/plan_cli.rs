@@ -1,0 +1,117 @@
+//! `fsx-backup-operator plan`: a manifest's retention previewed against live
+//! FSx equals what the controller then does once the manifest is applied
+//! (and its deletions approved past the brake).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use crate::support::operator::{kubectl_with_input, test_dir};
+use crate::support::world::{REGION, World};
+use fsx_emulator::{BackupSeed, BackupType, FileSystemType};
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+/// Runs the CLI without blocking this test's runtime (the emulator serves on it).
+async fn plan(world: &World, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fsx-backup-operator"));
+    command
+        .arg("plan")
+        .args(args)
+        .args([
+            "--region",
+            REGION,
+            "--fsx-endpoint-url",
+            &world.running.endpoint,
+        ])
+        .env("KUBECONFIG", &crate::support::control_plane().kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    tokio::task::spawn_blocking(move || command.output().expect("run plan"))
+        .await
+        .expect("join")
+}
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["backupId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_plan_of_a_manifest_is_what_the_controller_then_does() {
+    crate::support::with_namespace("plan-cli", |client, namespace| async move {
+        let world = World::new(client, namespace.clone()).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        let spec = |max_count: u32| {
+            json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "tags": {"team": "storage"}, "retention": {"maxCount": max_count}})
+        };
+        let object = world.create("nightly", spec(10)).await;
+        let uid = object.uid().expect("uid");
+        for days in 1..=6u64 {
+            world
+                .emulator
+                .seed_backup(REGION, BackupSeed {
+                    creation_time: Some(SystemTime::now() - Duration::from_secs(days * 86_400)),
+                    ..BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                        .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                        .tag("fsxbackup.io/owner-uid", &uid)
+                })
+                .expect("seed");
+        }
+        // The live object as it is: keeps all six; says when it runs next.
+        let output = plan(&world, &["--name", "nightly", "-n", &namespace]).await;
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains("delete 0, keep 6") && text.contains("next run: "), "{text}");
+
+        // The pull request: keep two.
+        let manifest = json!({
+            "apiVersion": "fsxbackup.io/v1alpha1", "kind": "FsxBackupSchedule",
+            "metadata": {"name": "nightly", "namespace": namespace},
+            "spec": spec(2),
+        });
+        let file = test_dir(&format!("{namespace}-manifest")).join("nightly.yaml");
+        std::fs::write(&file, manifest.to_string()).expect("write manifest");
+        let output = plan(&world, &["--file", &file.to_string_lossy(), "--output", "json"]).await;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let preview: Value = serde_json::from_slice(&output.stdout).expect("json");
+        let target = &preview["targets"][0];
+        let planned = ids(&target["delete"]);
+        assert_eq!(planned.len(), 4, "{preview}");
+        assert_eq!(ids(&target["keep"]).len(), 2);
+        assert!(target["delete"].as_array().expect("list").iter().all(|d| d["reason"] == "maxCount"));
+        assert!(target["heldByBrake"].as_str().is_some_and(|m| m.contains("delete 4 of the 6")), "{preview}");
+        assert_eq!(world.calls("DeleteBackup"), 0, "plan changes nothing");
+
+        // Applied, held, approved: the controller deletes exactly the planned ones.
+        let output = kubectl_with_input(&["apply", "-f", "-"], Some(&manifest.to_string()));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let generation = world.get("nightly").await.metadata.generation.expect("generation");
+        let approve = json!({"metadata": {"annotations": {"fsxbackup.io/approve-deletions": generation.to_string()}}});
+        world.api().patch("nightly", &PatchParams::default(), &Patch::Merge(&approve)).await.expect("approve");
+        world
+            .until("nightly", "pruned to two", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(2)
+            })
+            .await;
+        let deleted: BTreeSet<String> = world
+            .emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation == "DeleteBackup" && r.outcome == "ok")
+            .flat_map(|r| r.backup_ids)
+            .collect();
+        assert_eq!(deleted, planned, "the controller did what the plan said");
+
+        // Clear errors: an object that does not exist.
+        let output = plan(&world, &["--name", "missing", "-n", &namespace]).await;
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not found"));
+    })
+    .await;
+}
