@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::support::operator::eventually;
-use crate::support::world::{REGION, WAIT, World, condition_of, events, tag};
+use crate::support::world::{REGION, WAIT, World, condition_of, events_with, tag};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_emulator::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, FileSystemSeed, FileSystemType,
@@ -152,7 +152,7 @@ async fn follow_mode_copies_every_backup_within_the_slots_and_shares_them_fairly
         world.api().patch("sa", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
         world.until_copy("ca", "the new backup copied", |o| available_copies(o) == 13).await;
         assert_eq!(copies_of(&world, &ca.uid().expect("uid")).len(), 13);
-        let reasons = events(&client, &namespace, "ca").await;
+        let reasons = events_with(&client, &namespace, "ca", &[("CopyStarted", 13), ("CopyCompleted", 13)]).await;
         assert_eq!(reasons.iter().filter(|r| *r == "CopyStarted").count(), 13, "{reasons:?}");
         assert_eq!(reasons.iter().filter(|r| *r == "CopyCompleted").count(), 13, "{reasons:?}");
     })
@@ -310,7 +310,7 @@ async fn destination_retention_prunes_only_its_own_copies_and_keeps_min_availabl
         assert!(ids.contains(&foreign) && ids.contains(&others), "foreign copies survive");
         // The pruned copy is not made again from its still-present source.
         assert_eq!(world.calls("CopyBackup"), 3);
-        assert!(events(&client, &namespace, "dr").await.iter().any(|r| r == "CopyPruned"));
+        events_with(&client, &namespace, "dr", &[("CopyPruned", 1)]).await;
     })
     .await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::support::operator::{
     OperatorConfig, eventually, install_crds, kubectl, kubectl_with_input, test_dir,
 };
-use crate::support::world::{WAIT, World, events};
+use crate::support::world::{WAIT, World, events_with};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_emulator::{BackupLifecycle, FileSystemType, Timing};
 use kube::ResourceExt;
@@ -1366,9 +1366,9 @@ async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_accou
             .await;
 
         // events.k8s.io Events were published as the ServiceAccount.
-        let reasons = events(&client, &namespace, "cycle").await;
+        let reasons = events_with(&client, &namespace, "cycle", &[("BackupCreated", 1)]).await;
         assert!(reasons.iter().any(|r| r == "BackupCreated"), "{reasons:?}");
-        let reasons = events(&client, &namespace, "cycle-dr").await;
+        let reasons = events_with(&client, &namespace, "cycle-dr", &[("CopyStarted", 1)]).await;
         assert!(reasons.iter().any(|r| r == "CopyStarted"), "{reasons:?}");
 
         // The Lease is held by this replica.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::operator::eventually;
-use crate::support::world::{REGION, WAIT, World, condition_of, events, tag, tail};
+use crate::support::world::{REGION, WAIT, World, condition_of, events, events_with, tag, tail};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::{BackupSeed, BackupType, FileSystemSeed, FileSystemType};
 use jiff::{SignedDuration, Timestamp, ToSpan};
@@ -154,7 +154,15 @@ async fn schedule_backs_up_reports_and_prunes_only_its_own() {
             "{target:?}"
         );
         assert!(status.last_successful_time.is_some() && status.next_schedule_time.is_some());
-        let reasons = events(&client, &namespace, "hourly").await;
+        // Events follow the status write that they describe.
+        let reasons = eventually("the prune's event", WAIT, || async {
+            let reasons = events(&client, &namespace, "hourly").await;
+            reasons
+                .iter()
+                .any(|r| r == "BackupPruned")
+                .then_some(reasons)
+        })
+        .await;
         let created_events = reasons.iter().filter(|r| *r == "BackupCreated").count();
         assert_eq!(
             created_events, 3,
@@ -591,7 +599,7 @@ async fn a_backup_past_its_timeout_counts_as_failed() {
         let object = world.until("slow", "Ready=False BackupFailed", |o| is(o, "Ready", "False", "BackupFailed")).await;
         let last = object.status.expect("status").targets[0].last_backup.clone().expect("last");
         assert!(last.failure_message.as_deref().is_some_and(|m| m.contains("backupTimeout 10m")), "{last:?}");
-        assert!(events(&client, &namespace, "slow").await.iter().any(|r| r == "BackupFailed"));
+        events_with(&client, &namespace, "slow", &[("BackupFailed", 1)]).await;
     })
     .await;
 }
@@ -635,7 +643,7 @@ async fn a_run_taken_late_is_not_failed_by_its_timeout_at_once() {
         assert_eq!(last.failure_message, None);
         assert!(is(&done, "Ready", "True", "BackupCreated"), "{:?}", done.status);
         assert!(done.status.as_ref().is_some_and(|s| s.last_successful_time.is_some()));
-        let reasons = events(&client, &namespace, "late").await;
+        let reasons = events_with(&client, &namespace, "late", &[("BackupAvailable", 1)]).await;
         assert!(!reasons.iter().any(|r| r == "BackupFailed"), "{reasons:?}");
         assert!(reasons.iter().any(|r| r == "BackupAvailable"), "{reasons:?}");
     })

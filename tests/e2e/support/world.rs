@@ -256,3 +256,26 @@ pub async fn events(client: &Client, namespace: &str, name: &str) -> Vec<String>
     items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
     items.into_iter().filter_map(|e| e.reason).collect()
 }
+
+/// The event reasons of `name` once each of `expected` appears `count` times or
+/// more: events follow the status write that they describe, so a test that saw
+/// the status waits for them.
+pub async fn events_with(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    expected: &[(&str, usize)],
+) -> Vec<String> {
+    crate::support::operator::eventually(
+        &format!("events {expected:?} of {name}"),
+        WAIT,
+        || async {
+            let reasons = events(client, namespace, name).await;
+            expected
+                .iter()
+                .all(|(reason, count)| reasons.iter().filter(|r| r == reason).count() >= *count)
+                .then_some(reasons)
+        },
+    )
+    .await
+}
