@@ -109,11 +109,9 @@ pub async fn schedule<F: FsxApi>(
         ),
         None => (Some(1), None),
     };
-    let who = format!("fsxbackupschedule {name} -n {namespace}");
     let check = BrakeCheck {
-        brake: brake_defaults.with(valid.deletion_brake.as_ref()),
         approved: None,
-        object: &who,
+        ..BrakeCheck::of(brake_defaults, valid.deletion_brake.as_ref(), object)
     };
     let mut targets = Vec::new();
     for id in ids {
@@ -122,7 +120,7 @@ pub async fn schedule<F: FsxApi>(
             .await
             .map_err(|err| format!("{id}: {err}"))?;
         let plan = valid.retention_plan(now, &backups, &uid);
-        let held_by_brake = brake::held(&plan, &id, generation, applied, check);
+        let held_by_brake = brake::held(&plan, &id, generation, applied, &check);
         let mut preview = TargetPreview {
             id,
             keep: Vec::new(),

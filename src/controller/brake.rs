@@ -4,10 +4,16 @@
 //! `fsxbackup.io/approve-deletions` annotation. Routine pruning by the policy
 //! already applied (`status.retentionGeneration`) is never held.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{Resource, ResourceExt};
+
+use crate::conditions::Reason;
+use crate::crd::common::DeletionBrake;
 use crate::fsx::Lifecycle;
 use crate::retention::{Plan, Verdict};
 
 use super::APPROVE_DELETIONS_ANNOTATION;
+use super::effects::Effect;
 
 /// A deletion brake with every limit set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +34,7 @@ impl Default for Brake {
 impl Brake {
     /// The object's brake, its unset limits taken from `self` (the operator's).
     #[must_use]
-    pub fn with(self, spec: Option<&crate::crd::common::DeletionBrake>) -> Self {
+    pub fn with(self, spec: Option<&DeletionBrake>) -> Self {
         Self {
             max_deletions: spec
                 .and_then(|s| s.max_deletions)
@@ -46,12 +52,49 @@ impl Brake {
 }
 
 /// What the brake is checked against: its limits, and the generation approved.
-#[derive(Clone, Copy, Debug)]
-pub struct BrakeCheck<'a> {
+#[derive(Clone, Debug)]
+pub struct BrakeCheck {
     pub brake: Brake,
     pub approved: Option<i64>,
     /// `fsxbackupschedule NAME -n NAMESPACE`, for the command that approves.
-    pub object: &'a str,
+    pub object: String,
+}
+
+impl BrakeCheck {
+    /// The check for `object`: its own limits over the operator's `defaults`, and
+    /// the generation its `fsxbackup.io/approve-deletions` annotation approves.
+    pub fn of<K: Resource<DynamicType = ()>>(
+        defaults: Brake,
+        spec: Option<&DeletionBrake>,
+        object: &K,
+    ) -> Self {
+        Self {
+            brake: defaults.with(spec),
+            approved: object
+                .annotations()
+                .get(APPROVE_DELETIONS_ANNOTATION)
+                .and_then(|g| g.trim().parse().ok()),
+            object: format!(
+                "{} {} -n {}",
+                K::kind(&()).to_lowercase(),
+                object.name_any(),
+                object.namespace().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The Warning event for a hold, unless the status already says it (`previous`
+/// conditions): a hold is announced once, not at every reconcile.
+pub fn announce(previous: &[Condition], message: &str) -> Option<Effect> {
+    previous.iter().all(|c| c.message != message).then(|| {
+        Effect::event(
+            true,
+            Reason::DeletionHeld.as_str(),
+            "DeleteBackup",
+            message.to_owned(),
+        )
+    })
 }
 
 /// Why `plan`'s deletions among `what` (a target, a destination) must wait, or
@@ -63,7 +106,7 @@ pub fn held(
     what: &str,
     generation: Option<i64>,
     applied: Option<i64>,
-    check: BrakeCheck<'_>,
+    check: &BrakeCheck,
 ) -> Option<String> {
     if applied == generation {
         return None;

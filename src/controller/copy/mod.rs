@@ -18,7 +18,7 @@ use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
 use super::lenient::Lenient;
-use super::{APPROVE_DELETIONS_ANNOTATION, Context, Error, ObjectKey, cleanup};
+use super::{Context, Error, ObjectKey, cleanup};
 use crate::copy_slots::CopySlots;
 use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{FsxBackupCopy, FsxBackupCopyStatus};
@@ -172,20 +172,13 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         if let Some(policy) = &valid.retention {
             let expiry_passed = ctx.memory(&key, |m| m.next_expiry.is_some_and(|at| at <= now));
             if work.retention_wanted(expiry_passed) {
-                let object_name = format!("fsxbackupcopy {} -n {}", owner.name, owner.namespace);
-                let check = BrakeCheck {
-                    brake: ctx
-                        .settings
-                        .deletion_brake
-                        .with(valid.deletion_brake.as_ref()),
-                    approved: object
-                        .annotations()
-                        .get(APPROVE_DELETIONS_ANNOTATION)
-                        .and_then(|g| g.trim().parse().ok()),
-                    object: &object_name,
-                };
+                let check = BrakeCheck::of(
+                    ctx.settings.deletion_brake,
+                    valid.deletion_brake.as_ref(),
+                    object,
+                );
                 let next = self
-                    .prune(&mut work, &valid, policy, &owner.uid, now, check)
+                    .prune(&mut work, &valid, policy, &owner.uid, now, &check)
                     .await;
                 ctx.memory(&key, |m| m.next_expiry = next);
             }
@@ -408,7 +401,7 @@ impl<F: FsxApi> CopyReconciler<F> {
         policy: &retention::RetentionPolicy,
         uid: &str,
         now: Timestamp,
-        check: BrakeCheck<'_>,
+        check: &BrakeCheck,
     ) -> Option<Timestamp> {
         let destination = &valid.destination_region;
         let copies = match self

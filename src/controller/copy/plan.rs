@@ -436,21 +436,15 @@ impl Work {
         &mut self,
         destination: &str,
         plan: &retention::Plan,
-        check: BrakeCheck<'_>,
+        check: &BrakeCheck,
     ) -> bool {
         let what = format!("copies in {destination}");
         let applied = self.status.retention_generation;
         let Some(message) = brake::held(plan, &what, self.generation, applied, check) else {
             return false;
         };
-        if self.status.conditions.iter().all(|c| c.message != message) {
-            self.effects.push(Effect::event(
-                true,
-                Reason::DeletionHeld.as_str(),
-                "DeleteBackup",
-                message.clone(),
-            ));
-        }
+        self.effects
+            .extend(brake::announce(&self.status.conditions, &message));
         self.stalled = Some((Reason::DeletionHeld, message));
         true
     }

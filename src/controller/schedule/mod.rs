@@ -14,7 +14,7 @@ use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::Effect;
 use super::lenient::Lenient;
-use super::{APPROVE_DELETIONS_ANNOTATION, Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
+use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
 use crate::fsx::{BackupTarget, FsxApi, FsxError};
@@ -106,20 +106,13 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             .poll(&mut work, &valid, &ObjectKey::of(object), now)
             .await;
         work.settle(now, &valid, &owner.uid, found.as_ref());
-        let object_name = format!("fsxbackupschedule {} -n {}", owner.name, owner.namespace);
-        let check = BrakeCheck {
-            brake: ctx
-                .settings
-                .deletion_brake
-                .with(valid.deletion_brake.as_ref()),
-            approved: object
-                .annotations()
-                .get(APPROVE_DELETIONS_ANNOTATION)
-                .and_then(|g| g.trim().parse().ok()),
-            object: &object_name,
-        };
+        let check = BrakeCheck::of(
+            ctx.settings.deletion_brake,
+            valid.deletion_brake.as_ref(),
+            object,
+        );
         for target in work.retention_targets(now) {
-            self.prune(&mut work, &valid, &owner.uid, &target, now, check)
+            self.prune(&mut work, &valid, &owner.uid, &target, now, &check)
                 .await;
         }
         Ok(work.finish(now, &valid, pace))
@@ -204,7 +197,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         uid: &str,
         target: &str,
         now: Timestamp,
-        check: BrakeCheck<'_>,
+        check: &BrakeCheck,
     ) {
         let fsx = &self.ctx.fsx;
         let backups = match fsx

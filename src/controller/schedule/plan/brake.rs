@@ -2,7 +2,7 @@
 //! targets keep their backups and make the object `Stalled`/`DeletionHeld`;
 //! `status.retentionGeneration` advances once every target's retention ran.
 
-use super::{Effect, Health, Reason, Work, retention};
+use super::{Health, Reason, Work, retention};
 use crate::controller::brake::{self, BrakeCheck};
 
 /// How far the current generation's retention got in this reconcile.
@@ -26,7 +26,7 @@ impl Work {
         &mut self,
         target_id: &str,
         plan: &retention::Plan,
-        check: BrakeCheck<'_>,
+        check: &BrakeCheck,
     ) -> bool {
         let Some(message) = brake::held(
             plan,
@@ -37,14 +37,8 @@ impl Work {
         ) else {
             return false;
         };
-        if self.status.conditions.iter().all(|c| c.message != message) {
-            self.effects.push(Effect::event(
-                true,
-                Reason::DeletionHeld.as_str(),
-                "DeleteBackup",
-                message.clone(),
-            ));
-        }
+        self.effects
+            .extend(brake::announce(&self.status.conditions, &message));
         self.retention.held.push((target_id.to_owned(), message));
         true
     }
