@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fsx_backup_operator::controller::RUN_NOW_ANNOTATION;
+use fsx_backup_operator::controller::lenient::Lenient;
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_backup_operator::preview::{self, PlanArgs};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -82,11 +83,13 @@ fn health(conditions: &[Condition]) -> (String, String) {
 async fn status() -> Result<String, String> {
     let client = client().await?;
     let listed = |err: kube::Error| format!("cannot list: {err}");
-    let schedules = Api::<FsxBackupSchedule>::all(client.clone())
+    // Read leniently, as the operator does: one malformed object is shown as
+    // such, never a reason to show nothing.
+    let schedules = Api::<Lenient<FsxBackupSchedule>>::all(client.clone())
         .list(&ListParams::default())
         .await
         .map_err(listed)?;
-    let copies = Api::<FsxBackupCopy>::all(client)
+    let copies = Api::<Lenient<FsxBackupCopy>>::all(client)
         .list(&ListParams::default())
         .await
         .map_err(listed)?;
@@ -94,7 +97,11 @@ async fn status() -> Result<String, String> {
         "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {}\n",
         "KIND", "NAMESPACE", "NAME", "READY", "REASON", "NEXT RUN", "LAST BACKUP"
     );
-    for s in &schedules.items {
+    for watched in &schedules.items {
+        let Some(s) = watched.read() else {
+            unreadable(&mut out, "schedule", watched);
+            continue;
+        };
         let status = s.status.clone().unwrap_or_default();
         let (ready, reason) = health(&status.conditions);
         let next = status
@@ -118,7 +125,11 @@ async fn status() -> Result<String, String> {
             next
         );
     }
-    for c in &copies.items {
+    for watched in &copies.items {
+        let Some(c) = watched.read() else {
+            unreadable(&mut out, "copy", watched);
+            continue;
+        };
         let status = c.status.clone().unwrap_or_default();
         let (ready, reason) = health(&status.conditions);
         let last = status.copies.first().map_or_else(
@@ -140,6 +151,22 @@ async fn status() -> Result<String, String> {
         out.push_str("no FsxBackupSchedule or FsxBackupCopy in the cluster\n");
     }
     Ok(out)
+}
+
+/// A row for an object that cannot be read as its kind (see the operator's `Lenient`).
+fn unreadable<K>(out: &mut String, kind: &str, object: &Lenient<K>)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let _ = writeln!(
+        out,
+        "{kind:<10} {:<20} {:<24} {:<6} {:<24} {:<22} -",
+        object.namespace().unwrap_or_default(),
+        object.name_any(),
+        "False",
+        "Unreadable",
+        "-"
+    );
 }
 
 async fn run_now(name: &str, namespace: &str) -> Result<String, String> {
