@@ -97,22 +97,20 @@ pub async fn schedule<F: FsxApi>(
                 .collect()
         }
     };
-    // Applying a changed spec makes a new generation: the brake judges it as one.
-    let (generation, applied) = match &live {
-        Some(live) if live.spec != object.spec => (
-            live.metadata.generation.map(|g| g + 1),
-            live.status.as_ref().and_then(|s| s.retention_generation),
-        ),
-        Some(live) => (
-            live.metadata.generation,
-            live.status.as_ref().and_then(|s| s.retention_generation),
-        ),
-        None => (Some(1), None),
+    // Applying a changed spec makes a new generation: the brake judges it as one,
+    // with the approval the object (the manifest, or the live one) carries.
+    let applied = live
+        .as_ref()
+        .and_then(|l| l.status.as_ref())
+        .and_then(|s| s.retention_generation);
+    let generation = match &live {
+        Some(live) => live
+            .metadata
+            .generation
+            .map(|g| g + i64::from(live.spec != object.spec)),
+        None => Some(1),
     };
-    let check = BrakeCheck {
-        approved: None,
-        ..BrakeCheck::of(brake_defaults, valid.deletion_brake.as_ref(), object)
-    };
+    let check = BrakeCheck::of(brake_defaults, valid.deletion_brake.as_ref(), object);
     let mut targets = Vec::new();
     for id in ids {
         let backups = fsx
