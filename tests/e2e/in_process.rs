@@ -168,7 +168,8 @@ impl InProcess {
         }
     }
 
-    async fn create(&self, name: &str) {
+    /// Creates an hourly schedule of the file system and waits until it is scheduled.
+    async fn create_scheduled(&self, name: &str) {
         let object: FsxBackupSchedule = serde_json::from_value(json!({
             "apiVersion": "fsxbackup.io/v1alpha1",
             "kind": "FsxBackupSchedule",
@@ -180,6 +181,12 @@ impl InProcess {
             .create(&PostParams::default(), &object)
             .await
             .expect("create");
+        self.until(name, "scheduled", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.next_schedule_time.is_some())
+        })
+        .await;
     }
 
     async fn until(&self, name: &str, what: &str, check: impl Fn(&FsxBackupSchedule) -> bool) {
@@ -190,9 +197,11 @@ impl InProcess {
         .await;
     }
 
-    fn next_hour(&self) -> Timestamp {
+    /// Moves the operator's clock just past the next hourly run.
+    fn reach_next_run(&self) {
         let second = self.clock.now().as_second();
-        Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid")
+        let slot = Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid");
+        self.clock.set_now(slot + SignedDuration::from_secs(1));
     }
 
     fn creates(&self) -> usize {
@@ -231,21 +240,13 @@ fn available(object: &FsxBackupSchedule) -> bool {
 async fn a_hung_fsx_endpoint_times_out_and_is_retried() {
     crate::support::with_namespace("inproc-hung-fsx", |client, namespace| async move {
         let world = InProcess::start(client, &namespace, Duration::from_mins(10)).await;
-        world.create("hourly").await;
-        world
-            .until("hourly", "scheduled", |o| {
-                o.status
-                    .as_ref()
-                    .is_some_and(|s| s.next_schedule_time.is_some())
-            })
-            .await;
+        world.create_scheduled("hourly").await;
         world.emulator.set_faults(Faults {
             latency: Duration::from_hours(1),
             only_operations: Some(vec!["CreateBackup".into()]),
             ..Faults::default()
         });
-        let slot = world.next_hour();
-        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        world.reach_next_run();
         world
             .until("hourly", "Reconciling=True RetryingAfterError", |o| {
                 reason_is(o, "Reconciling", "True", "RetryingAfterError")
@@ -265,17 +266,9 @@ async fn a_hung_fsx_endpoint_times_out_and_is_retried() {
 async fn a_reconcile_stuck_in_a_call_is_abandoned_at_its_deadline() {
     crate::support::with_namespace("inproc-stuck", |client, namespace| async move {
         let world = InProcess::start(client.clone(), &namespace, Duration::from_secs(2)).await;
-        world.create("hourly").await;
-        world
-            .until("hourly", "scheduled", |o| {
-                o.status
-                    .as_ref()
-                    .is_some_and(|s| s.next_schedule_time.is_some())
-            })
-            .await;
+        world.create_scheduled("hourly").await;
         world.hang.store(true, Ordering::Relaxed);
-        let slot = world.next_hour();
-        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        world.reach_next_run();
         eventually("a ReconcileTimedOut event", WAIT, || async {
             events(&client, &namespace, "hourly")
                 .await
@@ -298,17 +291,9 @@ async fn a_reconcile_stuck_in_a_call_is_abandoned_at_its_deadline() {
 async fn a_panic_in_a_reconcile_is_isolated_and_retried() {
     crate::support::with_namespace("inproc-panic", |client, namespace| async move {
         let world = InProcess::start(client, &namespace, Duration::from_mins(10)).await;
-        world.create("hourly").await;
-        world
-            .until("hourly", "scheduled", |o| {
-                o.status
-                    .as_ref()
-                    .is_some_and(|s| s.next_schedule_time.is_some())
-            })
-            .await;
+        world.create_scheduled("hourly").await;
         world.panic.store(true, Ordering::Relaxed);
-        let slot = world.next_hour();
-        world.clock.set_now(slot + SignedDuration::from_secs(1));
+        world.reach_next_run();
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(world.creates(), 0);
         world.panic.store(false, Ordering::Relaxed);

@@ -187,41 +187,82 @@ async fn schedule_backs_up_reports_and_prunes_only_its_own() {
     .await;
 }
 
+/// A suspended schedule `manual` of a Lustre file system (it runs only on
+/// run-now), `Ready=True Suspended`; returns its UID.
+async fn suspended_manual(world: &World) -> String {
+    let fs = world.file_system(FileSystemType::Lustre);
+    let created = world
+        .create(
+            "manual",
+            json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "suspend": true}),
+        )
+        .await;
+    world
+        .until("manual", "Ready=True Suspended", |o| {
+            is(o, "Ready", "True", "Suspended")
+        })
+        .await;
+    created.uid().expect("uid")
+}
+
+/// Sets `manual`'s run-now annotation to `nonce`.
+async fn run_now(world: &World, nonce: &str) {
+    let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": nonce}}});
+    world
+        .api()
+        .patch("manual", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate");
+}
+
 #[tokio::test]
 async fn run_now_is_once_per_nonce_and_suspend_stops_runs() {
     crate::support::with_namespace("fbs-runnow", |client, namespace| async move {
         let world = World::new(client, namespace).await;
-        let fs = world.file_system(FileSystemType::Lustre);
-        let created = world
-            .create("manual", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "suspend": true}))
-            .await;
-        let uid = created.uid().expect("uid");
-        world.until("manual", "Ready=True Suspended", |o| is(o, "Ready", "True", "Suspended")).await;
+        let uid = suspended_manual(&world).await;
 
         // Suspended: the scheduled instant passes and nothing is made.
-        let next = world.get("manual").await.status.and_then(|s| s.next_schedule_time).expect("next run").0;
+        let next = world
+            .get("manual")
+            .await
+            .status
+            .and_then(|s| s.next_schedule_time)
+            .expect("next run")
+            .0;
         world.clock.set_now(next + SignedDuration::from_secs(5));
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(world.owned_backups(&uid).len(), 0, "suspended schedules make no backups");
+        assert_eq!(
+            world.owned_backups(&uid).len(),
+            0,
+            "suspended schedules make no backups"
+        );
 
-        let annotate = |nonce: &'static str| {
-            let api = world.api();
-            async move {
-                let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": nonce}}});
-                api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
-            }
-        };
+        let annotate = |nonce: &'static str| run_now(&world, nonce);
         annotate("first").await;
-        world.until("manual", "run-now first handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("first")).await;
+        world
+            .until("manual", "run-now first handled", |o| {
+                o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("first")
+            })
+            .await;
         // Applying the same nonce again (as GitOps does) changes nothing.
         annotate("first").await;
         let api = world.api();
         let touch = json!({"metadata": {"labels": {"touched": "yes"}}});
-        api.patch("manual", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+        api.patch("manual", &PatchParams::default(), &Patch::Merge(&touch))
+            .await
+            .expect("touch");
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(world.owned_backups(&uid).len(), 1, "one backup for nonce `first`");
+        assert_eq!(
+            world.owned_backups(&uid).len(),
+            1,
+            "one backup for nonce `first`"
+        );
         annotate("second").await;
-        world.until("manual", "run-now second handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("second")).await;
+        world
+            .until("manual", "run-now second handled", |o| {
+                o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some("second")
+            })
+            .await;
         assert_eq!(world.owned_backups(&uid).len(), 2);
         assert_eq!(world.calls("CreateBackup"), 2);
     })
@@ -657,20 +698,13 @@ async fn a_run_taken_late_is_not_failed_by_its_timeout_at_once() {
 async fn run_now_retried_after_lost_answers_and_reverted_nonces_stay_idempotent() {
     crate::support::with_namespace("fbs-runnow-retry", |client, namespace| async move {
         let world = World::new(client, namespace).await;
-        let fs = world.file_system(FileSystemType::Lustre);
-        let created = world
-            .create("manual", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "suspend": true}))
-            .await;
-        let uid = created.uid().expect("uid");
-        world.until("manual", "Ready=True Suspended", |o| is(o, "Ready", "True", "Suspended")).await;
-        let annotate = |nonce: &'static str| {
-            let api = world.api();
-            async move {
-                let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": nonce}}});
-                api.patch("manual", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
+        let uid = suspended_manual(&world).await;
+        let annotate = |nonce: &'static str| run_now(&world, nonce);
+        let handled = |nonce: &'static str| {
+            move |o: &FsxBackupSchedule| {
+                o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some(nonce)
             }
         };
-        let handled = |nonce: &'static str| move |o: &FsxBackupSchedule| o.status.as_ref().and_then(|s| s.last_run_now.as_deref()) == Some(nonce);
 
         // Every answer of the SDK's attempts in the first reconciles is lost.
         world.emulator.set_faults(fsx_emulator::Faults {
@@ -679,21 +713,44 @@ async fn run_now_retried_after_lost_answers_and_reverted_nonces_stay_idempotent(
             ..fsx_emulator::Faults::default()
         });
         annotate("a").await;
-        world.until("manual", "run-now a handled", handled("a")).await;
+        world
+            .until("manual", "run-now a handled", handled("a"))
+            .await;
         world.emulator.set_faults(fsx_emulator::Faults::default());
-        assert!(world.attempts("CreateBackup") > 5, "answers were lost and retried across reconciles");
-        assert_eq!(world.owned_backups(&uid).len(), 1, "one backup for nonce `a`");
+        assert!(
+            world.attempts("CreateBackup") > 5,
+            "answers were lost and retried across reconciles"
+        );
+        assert_eq!(
+            world.owned_backups(&uid).len(),
+            1,
+            "one backup for nonce `a`"
+        );
         let object = world.get("manual").await;
-        let stalled = condition_of(&object.status.clone().expect("status").conditions, "Stalled");
-        assert!(stalled.is_none_or(|(s, _)| s == "False"), "{:?}", object.status);
+        let stalled = condition_of(
+            &object.status.clone().expect("status").conditions,
+            "Stalled",
+        );
+        assert!(
+            stalled.is_none_or(|(s, _)| s == "False"),
+            "{:?}",
+            object.status
+        );
 
         annotate("b").await;
-        world.until("manual", "run-now b handled", handled("b")).await;
+        world
+            .until("manual", "run-now b handled", handled("b"))
+            .await;
         annotate("a").await;
-        world.until("manual", "run-now a handled again", handled("a")).await;
+        world
+            .until("manual", "run-now a handled again", handled("a"))
+            .await;
         assert_eq!(world.owned_backups(&uid).len(), 3, "a, b, and a again");
         let object = world.get("manual").await;
-        assert!(condition_of(&object.status.expect("status").conditions, "Stalled").is_none_or(|(s, _)| s == "False"));
+        assert!(
+            condition_of(&object.status.expect("status").conditions, "Stalled")
+                .is_none_or(|(s, _)| s == "False")
+        );
     })
     .await;
 }
