@@ -318,13 +318,7 @@ async fn reset_status<R: Reconciler>(
 ) -> Result<Action, Error> {
     let key = ObjectKey::of(object);
     tracing::warn!(object = %key, error = %why, "status cannot be read; rebuilding it");
-    ctx.metrics
-        .reconcile_errors
-        .get_or_create(&ErrorLabels {
-            controller: R::Object::LABEL.to_owned(),
-            kind: "unreadable_status".to_owned(),
-        })
-        .inc();
+    count_error(ctx, R::Object::LABEL, "unreadable_status");
     let message = format!("the status cannot be read ({why}); it is rebuilt from FSx");
     publish_event(ctx, object, true, "StatusRebuilt", "Read", &message).await;
     let params = kube::api::PatchParams::default();
@@ -462,14 +456,19 @@ fn observe<F>(
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     if let Err(err) = result {
-        ctx.metrics
-            .reconcile_errors
-            .get_or_create(&ErrorLabels {
-                controller: controller.to_owned(),
-                kind: err.kind().to_owned(),
-            })
-            .inc();
+        count_error(ctx, controller, err.kind());
     }
+}
+
+/// One more on `reconcile_errors_total{controller, kind}`.
+fn count_error<F>(ctx: &Context<F>, controller: &str, kind: &str) {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            controller: controller.to_owned(),
+            kind: kind.to_owned(),
+        })
+        .inc();
 }
 
 /// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
