@@ -3,6 +3,7 @@
 //! The binary in `main.rs` only wires configuration and clients together; all
 //! behaviour lives in the modules below.
 
+pub mod adoption;
 pub mod clock;
 pub mod conditions;
 pub mod controller;
@@ -11,6 +12,7 @@ pub mod crd;
 pub mod duration;
 pub mod fsx;
 pub mod http;
+pub mod identity;
 pub mod leader;
 pub mod manager;
 pub mod metrics;
@@ -20,6 +22,7 @@ pub mod ownership;
 pub mod preview;
 pub mod retention;
 pub mod schedule;
+pub mod strays;
 pub mod telemetry;
 pub mod validate;
 

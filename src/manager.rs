@@ -22,9 +22,11 @@ use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
 use crate::duration::parse_duration;
 use crate::fsx::{AwsFsx, AwsFsxConfig, MeteredFsx};
 use crate::http::{self, Readiness};
+use crate::identity;
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::strays;
 
 /// How the operator runs: flags, each also read from an `FSXBO_*` variable.
 #[derive(clap::Args, Debug)]
@@ -73,6 +75,14 @@ pub struct Options {
     /// Deletion brake: … or more than this percentage of them.
     #[arg(long, env = "FSXBO_DELETION_BRAKE_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub deletion_brake_percent: u32,
+    /// This cluster's identity, tagged on every backup (default: the UID of the
+    /// kube-system namespace). Set it, and keep it across cluster rebuilds, for a
+    /// rebuilt cluster's objects to adopt the backups of their predecessors.
+    #[arg(long, env = "FSXBO_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// How often the leader counts stray backups (owner object gone); 0 turns it off.
+    #[arg(long, env = "FSXBO_STRAY_SCAN_INTERVAL", default_value = "10m", value_parser = duration_arg)]
+    pub stray_scan_interval: Duration,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -212,6 +222,15 @@ pub async fn run(options: Options) -> Result<(), String> {
         synced: synced.clone(),
     };
     let controllers = controllers(&options.namespaces, &watch_client, &ctx, &wiring, &stop_rx);
+    if !options.stray_scan_interval.is_zero() {
+        let scan = strays::run(
+            ctx.clone(),
+            options.namespaces.clone(),
+            options.stray_scan_interval,
+            stop_rx.clone(),
+        );
+        tokio::spawn(scan);
+    }
     let expected_synced = controllers.len();
     let readiness_task = tokio::spawn({
         let readiness = readiness.clone();
@@ -357,6 +376,7 @@ async fn context(
             max_deletions: options.deletion_brake_max,
             max_percent: options.deletion_brake_percent,
         },
+        cluster_id: identity::resolve(&client, options.cluster_id.as_deref()).await?,
     };
     let ctx = Context::new(client, fsx, clock, settings, metrics, Some(notifier));
     Ok((ctx, clock_moved))

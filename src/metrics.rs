@@ -93,6 +93,15 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub notifications: Family<OutcomeLabels, Counter>,
     pub leader: Gauge,
+    pub backups_adopted: Family<ScheduleLabels, Counter>,
+    pub copies_adopted: Family<CopyLabels, Counter>,
+    pub stray_backups: Family<NamespaceLabels, Gauge>,
+}
+
+/// Labels of a per-namespace metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
 }
 
 impl Metrics {
@@ -119,6 +128,9 @@ impl Metrics {
             reconcile_errors: Family::default(),
             notifications: Family::default(),
             leader: Gauge::default(),
+            backups_adopted: Family::default(),
+            copies_adopted: Family::default(),
+            stray_backups: Family::default(),
         };
         let mut registry = Registry::with_prefix("fsxbackup");
         metrics.register_schedule_metrics(&mut registry);
@@ -231,6 +243,21 @@ impl Metrics {
             "notifications",
             "SNS notifications by outcome (sent, failed)",
             self.notifications.clone(),
+        );
+        r.register(
+            "backups_adopted",
+            "Backups of an earlier FsxBackupSchedule with the same name, re-tagged to this one",
+            self.backups_adopted.clone(),
+        );
+        r.register(
+            "copies_adopted",
+            "Copies of an earlier FsxBackupCopy with the same name, re-tagged to this one",
+            self.copies_adopted.clone(),
+        );
+        r.register(
+            "stray_backups",
+            "Backups and copies this cluster made whose owner object no longer exists (by the owner's namespace)",
+            self.stray_backups.clone(),
         );
         r.register(
             "leader",

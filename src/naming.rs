@@ -115,7 +115,7 @@ pub fn render_backup_name(template: &str, context: &NameContext<'_>) -> Result<S
 }
 
 /// FSx tag values: `[\p{L}\p{Z}\p{N}_.:/=+\-@]*`.
-fn is_tag_value_char(c: char) -> bool {
+pub(crate) fn is_tag_value_char(c: char) -> bool {
     c.is_alphanumeric()
         || c == ' '
         || c.is_whitespace() && !c.is_control()

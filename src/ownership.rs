@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use kube::{Resource, ResourceExt};
+
 use crate::fsx::{Backup, BackupType};
 
 /// Present on every backup the operator creates or copies.
@@ -22,16 +24,57 @@ pub const SCHEDULED_TIME_KEY: &str = "fsxbackup.io/scheduled-time";
 pub const SOURCE_BACKUP_KEY: &str = "fsxbackup.io/source-backup-id";
 /// The FSx console's name column.
 pub const NAME_KEY: &str = "Name";
+/// The identity of the cluster whose operator made the backup (`--cluster-id`):
+/// two clusters sharing an account never adopt or count each other's backups.
+pub const CLUSTER_KEY: &str = "fsxbackup.io/cluster";
+/// On an adopted backup: the UID of the object that made it.
+pub const ADOPTED_FROM_KEY: &str = "fsxbackup.io/adopted-from-uid";
 
 /// Tag keys the operator sets itself; user `tags` may not use them.
-pub const RESERVED_KEYS: [&str; 6] = [
+pub const RESERVED_KEYS: [&str; 8] = [
     MANAGED_BY_KEY,
     OWNER_KEY,
     OWNER_UID_KEY,
     SCHEDULED_TIME_KEY,
     SOURCE_BACKUP_KEY,
     NAME_KEY,
+    CLUSTER_KEY,
+    ADOPTED_FROM_KEY,
 ];
+
+/// The object backups are made for, and the cluster it lives in: everything
+/// the ownership tags say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub cluster: String,
+}
+
+impl Owner {
+    /// The owner `object` is, in cluster `cluster`.
+    pub fn of<K: Resource>(object: &K, cluster: &str) -> Self {
+        Self {
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            uid: object.uid().unwrap_or_default(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    /// `namespace/Kind/name`, the value of [`OWNER_KEY`].
+    pub fn label(&self, kind: &str) -> String {
+        format!("{}/{kind}/{}", self.namespace, self.name)
+    }
+
+    /// The tags every backup or copy made for this owner carries.
+    pub fn tags(&self, kind: &str) -> BTreeMap<String, String> {
+        let mut tags = ownership_tags(kind, &self.namespace, &self.name, &self.uid);
+        tags.insert(CLUSTER_KEY.to_owned(), self.cluster.clone());
+        tags
+    }
+}
 
 /// True only for a user-initiated backup tagged as managed by this operator
 /// for the object with `owner_uid`. `AUTOMATIC`, `AWS_BACKUP`, untyped, foreign
@@ -65,6 +108,7 @@ mod tests {
     fn backup(backup_type: Option<BackupType>, tags: &[(&str, &str)]) -> Backup {
         Backup {
             id: "backup-0123456789abcdef0".into(),
+            arn: None,
             lifecycle: Lifecycle::Available,
             backup_type,
             progress_percent: None,

@@ -11,11 +11,14 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
+use crate::adoption;
 use crate::controller::Brake;
 use crate::controller::brake::{self, BrakeCheck};
-use crate::controller::schedule::plan::select_file_systems;
+use crate::controller::schedule::plan::{KIND, select_file_systems};
 use crate::crd::FsxBackupSchedule;
-use crate::fsx::{BackupTarget, FsxApi};
+use crate::crd::common::Adoption;
+use crate::fsx::{Backup, BackupTarget, FsxApi};
+use crate::ownership::Owner;
 use crate::retention::Verdict;
 use crate::validate::Targets;
 use crate::validate::schedule::validate;
@@ -36,6 +39,10 @@ pub struct Preview {
 #[serde(rename_all = "camelCase")]
 pub struct TargetPreview {
     pub id: String,
+    /// Orphans of an earlier object with this name that would be adopted first
+    /// (they appear in `keep`/`delete` as this object's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adopt: Vec<String>,
     pub keep: Vec<Kept>,
     pub delete: Vec<Deleted>,
     /// Set when the deletion brake would hold these deletions: what it says.
@@ -63,15 +70,21 @@ pub struct Deleted {
     pub reason: String,
 }
 
+/// UID standing in for an object not created yet: it would adopt the orphans
+/// of its name like any new object.
+const NEW_OBJECT_UID: &str = "(new object)";
+
 /// Plans `object` (as given: from a file, or as read from the cluster) against
-/// live FSx. Backups are owned by the live object of the same namespace and
-/// name, if there is one.
+/// live FSx, as seen by the operator of cluster identity `cluster`. Backups
+/// are owned by the live object of the same namespace and name, if there is
+/// one; the orphans it (or a new object) would adopt count as its own.
 pub async fn schedule<F: FsxApi>(
     client: Client,
     fsx: &F,
     object: &FsxBackupSchedule,
     default_region: Option<&str>,
     brake_defaults: Brake,
+    cluster: &str,
     now: Timestamp,
 ) -> Result<Preview, String> {
     let namespace = object.namespace().unwrap_or_else(|| "default".into());
@@ -82,7 +95,13 @@ pub async fn schedule<F: FsxApi>(
         .await
         .map_err(|err| format!("cannot read FsxBackupSchedule {namespace}/{name}: {err}"))?;
     let valid = validate(object, default_region, now).map_err(|err| format!("invalid: {err}"))?;
-    let uid = live.as_ref().and_then(ResourceExt::uid).unwrap_or_default();
+    let owner = Owner {
+        uid: live
+            .as_ref()
+            .and_then(ResourceExt::uid)
+            .unwrap_or_else(|| NEW_OBJECT_UID.to_owned()),
+        ..Owner::of(object, cluster)
+    };
     let ids: Vec<String> = match &valid.targets {
         Targets::Ids(ids) => ids.iter().map(|t| t.id().to_owned()).collect(),
         Targets::Selector { .. } => {
@@ -113,14 +132,18 @@ pub async fn schedule<F: FsxApi>(
     let check = BrakeCheck::of(brake_defaults, valid.deletion_brake.as_ref(), object);
     let mut targets = Vec::new();
     for id in ids {
-        let backups = fsx
+        let mut backups = fsx
             .describe_backups_of(&valid.region, &BackupTarget::from_id(&id))
             .await
             .map_err(|err| format!("{id}: {err}"))?;
-        let plan = valid.retention_plan(now, &backups, &uid);
+        let adopt = simulate_adoption(&mut backups, &owner, KIND, valid.adoption);
+        let plan = valid.retention_plan(now, &backups, &owner.uid);
+        // As the controller does: adopted backups are braked like a new policy.
+        let applied = applied.filter(|_| adopt.is_empty());
         let held_by_brake = brake::held(&plan, &id, generation, applied, &check);
         let mut preview = TargetPreview {
             id,
+            adopt,
             keep: Vec::new(),
             delete: Vec::new(),
             held_by_brake,
@@ -164,6 +187,24 @@ pub async fn schedule<F: FsxApi>(
     })
 }
 
+/// The controller's re-tagging applied to `backups` in memory only; returns
+/// the ids it would adopt.
+fn simulate_adoption(
+    backups: &mut [Backup],
+    owner: &Owner,
+    kind: &str,
+    policy: Adoption,
+) -> Vec<String> {
+    let mut adopted = Vec::new();
+    for retag in adoption::retags(backups, owner, kind, policy) {
+        adoption::apply(backups, &retag);
+        if retag.adopted_from.is_some() {
+            adopted.push(retag.backup_id);
+        }
+    }
+    adopted
+}
+
 impl Preview {
     /// The human-readable form: per target, what is deleted and kept, and why.
     pub fn to_text(&self) -> String {
@@ -197,6 +238,12 @@ impl Preview {
             if let Some(held) = &target.held_by_brake {
                 let _ = writeln!(out, "  HELD: {held}");
             }
+            for id in &target.adopt {
+                let _ = writeln!(
+                    out,
+                    "  adopt  {id} (an orphan of this name: counted below as this object's)"
+                );
+            }
             for d in &target.delete {
                 let _ = writeln!(
                     out,
@@ -228,6 +275,26 @@ fn when(at: Option<Timestamp>) -> String {
     at.map_or_else(|| "created ?".to_owned(), |t| format!("created {t}"))
 }
 
+/// FSx with the user's AWS credentials, and the Region to use: `region`, else
+/// the SDK's (`AWS_REGION`, the profile).
+pub async fn user_fsx(
+    endpoint_url: Option<String>,
+    region: Option<String>,
+) -> (crate::fsx::AwsFsx, Option<String>) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let region = region.or_else(|| sdk.region().map(ToString::to_string));
+    let fsx = crate::fsx::AwsFsx::new(
+        sdk,
+        crate::fsx::AwsFsxConfig {
+            endpoint_url,
+            ..crate::fsx::AwsFsxConfig::default()
+        },
+    );
+    (fsx, region)
+}
+
 /// How long FSx may take for the whole preview before it gives up.
 pub const PREVIEW_TIMEOUT: Duration = Duration::from_mins(2);
 
@@ -254,6 +321,10 @@ pub struct PlanArgs {
     /// FSx endpoint override (the SDK also reads `AWS_ENDPOINT_URL_FSX`).
     #[arg(long, env = "FSXBO_FSX_ENDPOINT_URL")]
     pub fsx_endpoint_url: Option<String>,
+    /// The operator's `--cluster-id` (chart value `clusterId`), for the orphans
+    /// it would adopt; default: the kube-system namespace's UID, as the operator's.
+    #[arg(long, env = "FSXBO_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// `text` for people, `json` for a CI job (e.g. to comment on a pull request).
     #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
@@ -287,20 +358,8 @@ pub async fn run(args: PlanArgs) -> Result<String, String> {
             .ok_or_else(|| format!("FsxBackupSchedule {}/{name} not found", args.namespace))?,
         (None, None) => return Err("give --file or --name".into()),
     };
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let region = args
-        .region
-        .clone()
-        .or_else(|| sdk.region().map(ToString::to_string));
-    let fsx = crate::fsx::AwsFsx::new(
-        sdk,
-        crate::fsx::AwsFsxConfig {
-            endpoint_url: args.fsx_endpoint_url.clone(),
-            ..crate::fsx::AwsFsxConfig::default()
-        },
-    );
+    let cluster = crate::identity::resolve(&client, args.cluster_id.as_deref()).await?;
+    let (fsx, region) = user_fsx(args.fsx_endpoint_url.clone(), args.region.clone()).await;
     let preview = tokio::time::timeout(
         PREVIEW_TIMEOUT,
         schedule(
@@ -309,6 +368,7 @@ pub async fn run(args: PlanArgs) -> Result<String, String> {
             &object,
             region.as_deref(),
             Brake::default(),
+            &cluster,
             Timestamp::now(),
         ),
     )

@@ -548,6 +548,7 @@ mod tests {
     fn backup(id: &str, lifecycle: Lifecycle, created_at: Option<Timestamp>) -> Backup {
         Backup {
             id: id.to_owned(),
+            arn: None,
             lifecycle,
             backup_type: Some(BackupType::UserInitiated),
             progress_percent: None,

@@ -10,6 +10,7 @@ use fsx_backup_operator::controller::RUN_NOW_ANNOTATION;
 use fsx_backup_operator::controller::lenient::Lenient;
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_backup_operator::preview::{self, PlanArgs};
+use fsx_backup_operator::strays;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -39,6 +40,9 @@ enum Command {
     Plan(Box<PlanArgs>),
     /// The FSx backups a schedule manages, with what keeps them (`keptBy`, `expiresAt`).
     Backups(Box<PlanArgs>),
+    /// This cluster's backups whose owner object no longer exists: strays, and
+    /// those a re-created object will adopt. Changes nothing.
+    Orphans(Box<strays::OrphanArgs>),
 }
 
 #[tokio::main]
@@ -48,6 +52,7 @@ async fn main() -> ExitCode {
         Command::RunNow { name, namespace } => run_now(&name, &namespace).await,
         Command::Plan(args) => preview::run(*args).await,
         Command::Backups(args) => backups(*args).await,
+        Command::Orphans(args) => strays::report(*args).await,
     };
     match result {
         Ok(text) => {

@@ -27,6 +27,8 @@ pub enum Counter {
     CopiesCompleted,
     CopiesFailed,
     CopiesDeleted,
+    BackupsAdopted,
+    CopiesAdopted,
 }
 
 /// One thing to tell the world about an object.
@@ -218,6 +220,11 @@ fn count(metrics: &Metrics, counter: Counter, namespace: &str, name: &str, by: u
         Counter::CopiesCompleted => metrics.copies_completed.get_or_create(&copy()).inc_by(by),
         Counter::CopiesFailed => metrics.copies_failed.get_or_create(&copy()).inc_by(by),
         Counter::CopiesDeleted => metrics.copies_deleted.get_or_create(&copy()).inc_by(by),
+        Counter::BackupsAdopted => metrics
+            .backups_adopted
+            .get_or_create(&schedule())
+            .inc_by(by),
+        Counter::CopiesAdopted => metrics.copies_adopted.get_or_create(&copy()).inc_by(by),
     };
 }
 

@@ -14,6 +14,7 @@ pub fn at(text: &str) -> Timestamp {
 pub fn backup(id: &str, lifecycle: Lifecycle, created: &str) -> Backup {
     Backup {
         id: id.into(),
+        arn: None,
         lifecycle,
         backup_type: Some(BackupType::UserInitiated),
         progress_percent: None,

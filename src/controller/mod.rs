@@ -6,6 +6,7 @@
 //!   their results through the planner again;
 //! - [`effects`] performs what a plan reports: events, notifications, metrics.
 
+mod adopt;
 pub mod brake;
 pub mod cleanup;
 pub mod copy;
@@ -63,6 +64,8 @@ pub struct Settings {
     /// The deletion brake for objects that set none: more than `max_deletions`
     /// or `max_percent` % of a target's AVAILABLE backups deleted by a spec change.
     pub deletion_brake: Brake,
+    /// This cluster's identity, tagged on every backup (`--cluster-id`).
+    pub cluster_id: String,
 }
 
 impl Default for Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             max_concurrent_reconciles: 0,
             reconcile_timeout: Duration::from_mins(10),
             deletion_brake: Brake::default(),
+            cluster_id: "test-cluster".to_owned(),
         }
     }
 }

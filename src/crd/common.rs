@@ -20,8 +20,9 @@ pub const VOLUME_ID_PATTERN: &str = r"^fsvol-[0-9a-f]{17,21}$";
 pub const BACKUP_ID_PATTERN: &str = r"^backup-[0-9a-f]{8,21}$";
 /// A duration such as `30s`, `10m`, `6h`, `7d`, `2w` or `1h30m`.
 pub const DURATION_PATTERN: &str = crate::duration::DURATION_PATTERN;
-/// FSx allows 50 tags per resource; the operator sets five of its own.
-pub const MAX_USER_TAGS: usize = 45;
+/// FSx allows 50 tags per resource; the operator sets up to seven of its own
+/// (an adopted backup carries the cluster and adopted-from tags too).
+pub const MAX_USER_TAGS: usize = 43;
 
 /// What happens to the backups an object made when the object is deleted.
 #[derive(
@@ -34,6 +35,20 @@ pub enum DeletionPolicy {
     Retain,
     /// Delete the backups this object owns (identified by its UID tag), and only those.
     Delete,
+}
+
+/// What becomes of backups made by an earlier object with this object's
+/// namespace, kind and name in this cluster identity (its orphans).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum Adoption {
+    /// Re-tag them to this object: they count toward retention and
+    /// `minAvailable` again. Their first pruning goes through the deletion brake.
+    #[default]
+    Adopt,
+    /// Leave them as they are: reported as strays, never touched.
+    Never,
 }
 
 /// How long backups are kept. A backup is deleted when it is older than

@@ -5,7 +5,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags};
+use super::common::{
+    Adoption, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags,
+};
 
 /// Copy FSx backups to another Region (or within one) and prune old copies.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -43,7 +45,7 @@ pub struct FsxBackupCopySpec {
     pub copy_tags: Option<bool>,
     /// Extra tags on every copy, with the same limits as on schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[schemars(extend("maxProperties" = 43, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
     #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// How long to keep the copies in the destination (follow mode). Omitted: keep every copy.
@@ -55,6 +57,11 @@ pub struct FsxBackupCopySpec {
     /// Hold a spec change that would delete many copies at once until it is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_brake: Option<DeletionBrake>,
+    /// Whether copies an earlier object of the same namespace, kind and name made
+    /// in this cluster (deleted with `Retain`, or a rebuilt cluster with the same
+    /// `clusterId`) become this object's: `Adopt` (default) or `Never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<Adoption>,
     /// SNS notifications: failures always, successes when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Notifications>,

@@ -6,7 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    BackupRef, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags,
+    Adoption, BackupRef, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES,
+    Tags,
 };
 
 /// Back up FSx file systems or volumes on a cron schedule and prune old backups.
@@ -74,11 +75,11 @@ pub struct FsxBackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub backup_name: Option<String>,
-    /// Extra tags on every backup: at most 45 (FSx allows 50; the operator
-    /// sets five), keys 1–128 characters without `aws:` or `fsxbackup.io/`
+    /// Extra tags on every backup: at most 43 (FSx allows 50; the operator
+    /// sets up to seven), keys 1–128 characters without `aws:` or `fsxbackup.io/`
     /// prefixes and not `Name`, values at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[schemars(extend("maxProperties" = 43, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
     #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// What happens to this object's backups when it is deleted: `Retain` (default) or `Delete`.
@@ -87,6 +88,11 @@ pub struct FsxBackupScheduleSpec {
     /// Hold a spec change that would delete many backups at once until it is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_brake: Option<DeletionBrake>,
+    /// Whether backups an earlier object of the same namespace, kind and name made
+    /// in this cluster (deleted with `Retain`, or a rebuilt cluster with the same
+    /// `clusterId`) become this object's: `Adopt` (default) or `Never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<Adoption>,
     /// SNS notifications: failures always, successes when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Notifications>,

@@ -337,6 +337,34 @@ impl FsxApi for AwsFsx {
         }
         Ok(all.into_values().collect())
     }
+
+    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+        let filter = Filter::builder()
+            .name(FilterName::BackupType)
+            .values("USER_INITIATED")
+            .build();
+        self.describe_backups(region, Some(filter), None)
+            .await
+            .map_err(|e| from_sdk("DescribeBackups", region, &e))
+    }
+
+    async fn tag_backup(
+        &self,
+        region: &str,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), FsxError> {
+        self.region(region)
+            .ready()
+            .await
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(tags_to_sdk(tags))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk("TagResource", region, &e))
+    }
 }
 
 fn incomplete_response(operation: &'static str, region: &str) -> FsxError {
@@ -386,6 +414,7 @@ fn backup_from_sdk(backup: &sdk::Backup) -> Option<Backup> {
         });
     Some(Backup {
         id: backup.backup_id()?.to_owned(),
+        arn: backup.resource_arn().map(str::to_owned),
         lifecycle: backup.lifecycle().map_or_else(
             || Lifecycle::Other("UNKNOWN".to_owned()),
             |l| Lifecycle::parse(l.as_str()),

@@ -255,6 +255,7 @@ impl ServiceLimitOf for aws_sdk_fsx::operation::copy_backup::CopyBackupError {
 impl ServiceLimitOf for aws_sdk_fsx::operation::describe_backups::DescribeBackupsError {}
 impl ServiceLimitOf for aws_sdk_fsx::operation::delete_backup::DeleteBackupError {}
 impl ServiceLimitOf for aws_sdk_fsx::operation::describe_file_systems::DescribeFileSystemsError {}
+impl ServiceLimitOf for aws_sdk_fsx::operation::tag_resource::TagResourceError {}
 
 /// Turns any SDK error of an FSx operation into an [`FsxError`].
 pub(crate) fn from_sdk<E, R>(

@@ -1,6 +1,7 @@
 //! An [`FsxApi`] that counts every request by operation and result code, around
 //! any other implementation, so metrics need no hooks inside the SDK client.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
@@ -93,6 +94,25 @@ impl<F: FsxApi> FsxApi for MeteredFsx<F> {
         self.count(
             "DescribeFileSystems",
             self.inner.describe_file_systems(region).await,
+        )
+    }
+
+    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+        self.count(
+            "DescribeBackups",
+            self.inner.describe_user_backups(region).await,
+        )
+    }
+
+    async fn tag_backup(
+        &self,
+        region: &str,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), FsxError> {
+        self.count(
+            "TagResource",
+            self.inner.tag_backup(region, arn, tags).await,
         )
     }
 }

@@ -122,6 +122,8 @@ impl BackupType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backup {
     pub id: String,
+    /// What `TagResource` names the backup by; `None` when FSx did not say.
+    pub arn: Option<String>,
     pub lifecycle: Lifecycle,
     /// `None` when FSx did not say; such a backup is never treated as the operator's.
     pub backup_type: Option<BackupType>,
@@ -220,4 +222,20 @@ pub trait FsxApi: Send + Sync + 'static {
         &self,
         region: &str,
     ) -> impl Future<Output = Result<Vec<FileSystem>, FsxError>> + Send;
+
+    /// Every `USER_INITIATED` backup in the Region, of any target: what the
+    /// stray scan reads (the operator's backups are all of that type).
+    fn describe_user_backups(
+        &self,
+        region: &str,
+    ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send;
+
+    /// Adds or overwrites `tags` on the backup `arn` (`TagResource`): how
+    /// adoption moves a backup to its new owner.
+    fn tag_backup(
+        &self,
+        region: &str,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), FsxError>> + Send;
 }

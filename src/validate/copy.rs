@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::crd::common::DeletionBrake;
+use crate::crd::common::{Adoption, DeletionBrake};
 use crate::crd::copy::FsxBackupCopy;
 use crate::retention::RetentionPolicy;
 
@@ -27,6 +27,7 @@ pub struct ValidCopy {
     pub retention: Option<RetentionPolicy>,
     /// The object's own deletion-brake limits, if it sets any.
     pub deletion_brake: Option<DeletionBrake>,
+    pub adoption: Adoption,
 }
 
 /// The AWS partition of a Region: copies never cross partitions.
@@ -93,5 +94,6 @@ pub fn validate(object: &FsxBackupCopy, default_region: Option<&str>) -> Result<
         tags,
         retention,
         deletion_brake: spec.deletion_brake,
+        adoption: spec.adoption.unwrap_or_default(),
     })
 }

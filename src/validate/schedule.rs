@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-use crate::crd::common::{DeletionBrake, DeletionPolicy, MAX_USER_TAGS, keep_everything};
+use crate::crd::common::{Adoption, DeletionBrake, DeletionPolicy, MAX_USER_TAGS, keep_everything};
 use crate::crd::schedule::{FileSystemType, FsxBackupSchedule};
 use crate::duration::parse_duration;
 use crate::fsx::{Backup, BackupTarget};
@@ -56,6 +56,7 @@ pub struct ValidSchedule {
     pub created: Option<Timestamp>,
     /// The object's own deletion-brake limits, if it sets any.
     pub deletion_brake: Option<DeletionBrake>,
+    pub adoption: Adoption,
 }
 
 /// How many upcoming runs the jitter is compared with.
@@ -135,6 +136,7 @@ pub fn validate(
         schedule_key,
         created: object.metadata.creation_timestamp.as_ref().map(|t| t.0),
         deletion_brake: spec.deletion_brake,
+        adoption: spec.adoption.unwrap_or_default(),
     })
 }
 
@@ -146,7 +148,7 @@ pub fn user_tags(
     let tags = tags.cloned().unwrap_or_default();
     if tags.len() > MAX_USER_TAGS {
         return Err(format!(
-            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets 5)",
+            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets up to 7)",
             tags.len()
         ));
     }

@@ -5,7 +5,7 @@
 //! schedule keeps making its backups on time, in a process that never restarts.
 
 use crate::support::operator::{eventually, kubectl, kubectl_with_input};
-use crate::support::world::{WAIT, World, condition_of};
+use crate::support::world::{WAIT, World, condition_of, metrics_text};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::FileSystemType;
 use jiff::SignedDuration;
@@ -170,19 +170,4 @@ async fn hostile_objects_and_status_edits_never_stop_a_healthy_schedule() {
         assert!(!world.operator.logs().contains("panicked"), "{}", world.operator.logs());
     })
     .await;
-}
-
-/// `GET /metrics` over a plain TCP connection.
-async fn metrics_text(port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.ok()?;
-    Some(body)
 }

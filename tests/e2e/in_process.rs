@@ -4,6 +4,7 @@
 //! than the binary where a test needs to reach below the command line (SDK
 //! timeouts, a call that never returns).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -85,6 +86,19 @@ impl<F: FsxApi> FsxApi for Hangable<F> {
     async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
         self.gate().await;
         self.inner.describe_file_systems(region).await
+    }
+    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+        self.gate().await;
+        self.inner.describe_user_backups(region).await
+    }
+    async fn tag_backup(
+        &self,
+        region: &str,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), FsxError> {
+        self.gate().await;
+        self.inner.tag_backup(region, arn, tags).await
     }
 }
 

@@ -218,6 +218,21 @@ fn the<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     doc
 }
 
+/// The one document of `kind` named `name`.
+fn the_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let mut found = docs
+        .iter()
+        .filter(|doc| doc["kind"] == kind && doc["metadata"]["name"] == name);
+    let doc = found
+        .next()
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"));
+    assert!(
+        found.next().is_none(),
+        "more than one {kind} {name} rendered"
+    );
+    doc
+}
+
 fn container_args(docs: &[Value]) -> Vec<String> {
     the(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -255,6 +270,10 @@ const EVERY_FEATURE: &[&str] = &[
     "priorityClassName=operators",
     "--set",
     "logFormat=text",
+    "--set",
+    "clusterId=prod-eu-1",
+    "--set",
+    "strayScanInterval=5m",
 ];
 
 /// The rules of the operator's `ClusterRole` or of each watched namespace's `Role`.
@@ -283,7 +302,10 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
     assert_eq!(
         kinds(&docs),
         [
+            // The operator's, and the one reading kube-system for the cluster identity.
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
             "Role",
@@ -294,10 +316,11 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
     );
     let name = "pkg-fsx-backup-operator";
     let lease_role = format!("{name}-leader-election");
+    let identity_role = format!("{name}-cluster-identity");
     for doc in &docs {
         let (kind, namespace, object) = id_of(doc);
         assert!(
-            object == name || object == lease_role,
+            object == name || object == lease_role || object == identity_role,
             "{kind} is named {object}"
         );
         let cluster_scoped = kind.starts_with("Cluster");
@@ -307,11 +330,20 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
             "pkg"
         );
     }
-    assert_eq!(the(&docs, "ClusterRole")["rules"], operator_rules());
     assert_eq!(
-        the(&docs, "ClusterRoleBinding")["subjects"],
-        json!([{"kind": "ServiceAccount", "name": name, "namespace": "ops"}])
+        the_named(&docs, "ClusterRole", name)["rules"],
+        operator_rules()
     );
+    assert_eq!(
+        the_named(&docs, "ClusterRole", &identity_role)["rules"],
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]}])
+    );
+    for binding in [name, identity_role.as_str()] {
+        assert_eq!(
+            the_named(&docs, "ClusterRoleBinding", binding)["subjects"],
+            json!([{"kind": "ServiceAccount", "name": name, "namespace": "ops"}])
+        );
+    }
     assert_eq!(
         the(&docs, "Role")["rules"],
         json!([
@@ -377,6 +409,7 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
             "--reconcile-timeout=10m",
             "--deletion-brake-max=10",
             "--deletion-brake-percent=50",
+            "--stray-scan-interval=10m",
             "--leader-election=true",
             "--leader-election-namespace=ops",
             "--lease-name=pkg-fsx-backup-operator",
@@ -529,7 +562,13 @@ fn switches_off_remove_what_they_guard() {
     ]);
     assert_eq!(
         kinds(&docs),
-        ["ClusterRole", "ClusterRoleBinding", "Deployment"]
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment"
+        ]
     );
     let deployment = the(&docs, "Deployment");
     // Without leader election two operators must never overlap in an upgrade.
@@ -1069,6 +1108,9 @@ fn cluster_wide_rbac_allows_exactly_what_the_operator_does() {
         false,
     ));
     expected.push((request("list", "namespaces", ""), false));
+    // The default cluster identity: kube-system's UID, and no other namespace.
+    expected.push((named(request("get", "namespaces", ""), "kube-system"), true));
+    expected.push((named(request("get", "namespaces", ""), "default"), false));
     assert_access(&kubeconfig, &expected);
     release.uninstall();
     let left = kubectl(&["get", "clusterrole", &name]);
@@ -1202,12 +1244,15 @@ fn helm_install_with_defaults_creates_exactly_the_expected_objects() {
     let release = Release::install("dflt", ns, &[]);
     let name = release.fullname();
     let lease_role = format!("{name}-leader-election");
+    let identity_role = format!("{name}-cluster-identity");
     let expected = BTreeSet::from([
         id("ServiceAccount", ns, &name),
         id("Service", ns, &name),
         id("Deployment", ns, &name),
         id("ClusterRole", "", &name),
         id("ClusterRoleBinding", "", &name),
+        id("ClusterRole", "", &identity_role),
+        id("ClusterRoleBinding", "", &identity_role),
         id("Role", ns, &lease_role),
         id("RoleBinding", ns, &lease_role),
     ]);

@@ -116,22 +116,6 @@ async fn a_plan_of_a_manifest_is_what_the_controller_then_does() {
     .await;
 }
 
-/// Runs the kubectl plugin the way kubectl does (it is `kubectl-fsxbackup` on the PATH).
-async fn plugin(world: &World, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kubectl-fsxbackup"));
-    command
-        .args(args)
-        .env("KUBECONFIG", &crate::support::control_plane().kubeconfig)
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("FSXBO_DEFAULT_REGION", REGION)
-        .env("FSXBO_FSX_ENDPOINT_URL", &world.running.endpoint);
-    tokio::task::spawn_blocking(move || command.output().expect("run the plugin"))
-        .await
-        .expect("join")
-}
-
 #[tokio::test]
 async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
     crate::support::with_namespace("plugin", |client, namespace| async move {
@@ -142,13 +126,13 @@ async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
             .await;
         world.until("nightly", "scheduled", |o| o.status.as_ref().is_some_and(|s| s.next_schedule_time.is_some())).await;
 
-        let out = plugin(&world, &["status"]).await;
+        let out = world.plugin(&["status"]).await;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let line = text.lines().find(|l| l.contains(&namespace) && l.contains("nightly")).unwrap_or_default();
         assert!(line.starts_with("schedule") && line.contains("True") && line.contains("Scheduled"), "{text}");
 
-        let out = plugin(&world, &["run-now", "nightly", "-n", &namespace]).await;
+        let out = world.plugin(&["run-now", "nightly", "-n", &namespace]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         world
             .until("nightly", "the run-now backup AVAILABLE", |o| {
@@ -160,14 +144,14 @@ async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
             .await;
         assert_eq!(world.calls("CreateBackup"), 1);
 
-        let out = plugin(&world, &["backups", "--name", "nightly", "-n", &namespace, "-o", "json"]).await;
+        let out = world.plugin(&["backups", "--name", "nightly", "-n", &namespace, "-o", "json"]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
         let kept = &listed["targets"][0]["keep"];
         assert_eq!(ids(kept).len(), 1, "{listed}");
         assert_eq!(kept[0]["keptBy"], "maxCount");
 
-        let out = plugin(&world, &["plan", "--name", "nightly", "-n", &namespace]).await;
+        let out = world.plugin(&["plan", "--name", "nightly", "-n", &namespace]).await;
         assert!(String::from_utf8_lossy(&out.stdout).contains("delete 0, keep 1"));
 
         let missing: [&[&str]; 2] = [
@@ -175,7 +159,7 @@ async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
             &["backups", "--name", "missing", "-n", &namespace],
         ];
         for args in missing {
-            let out = plugin(&world, args).await;
+            let out = world.plugin(args).await;
             assert!(!out.status.success());
             assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{args:?}");
         }

@@ -14,9 +14,10 @@ use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
+use super::adopt;
 use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
-use super::effects::Effect;
+use super::effects::{Counter, Effect};
 use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, cleanup};
 use crate::copy_slots::CopySlots;
@@ -139,11 +140,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
     ) -> Result<Applied<FsxBackupCopyStatus>, Error> {
         let ctx = &*self.ctx;
         let key = ObjectKey::of(object);
-        let owner = Owner {
-            namespace: object.namespace().unwrap_or_default(),
-            name: object.name_any(),
-            uid: object.uid().unwrap_or_default(),
-        };
+        let owner = Owner::of(object, &ctx.settings.cluster_id);
         let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
@@ -178,7 +175,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                     object,
                 );
                 let next = self
-                    .prune(&mut work, &valid, policy, &owner.uid, now, &check)
+                    .prune(&mut work, &valid, policy, &owner, now, &check)
                     .await;
                 ctx.memory(&key, |m| m.next_expiry = next);
             }
@@ -399,12 +396,13 @@ impl<F: FsxApi> CopyReconciler<F> {
         work: &mut Work,
         valid: &ValidCopy,
         policy: &retention::RetentionPolicy,
-        uid: &str,
+        owner: &Owner,
         now: Timestamp,
         check: &BrakeCheck,
     ) -> Option<Timestamp> {
         let destination = &valid.destination_region;
-        let copies = match self
+        let uid = owner.uid.as_str();
+        let mut copies = match self
             .in_destination(destination, &work.status.source_targets)
             .await
         {
@@ -415,9 +413,21 @@ impl<F: FsxApi> CopyReconciler<F> {
                 return Some(now);
             }
         };
+        let retagged = adopt::retag(
+            &self.ctx.fsx,
+            destination,
+            &mut copies,
+            owner,
+            plan::KIND,
+            valid.adoption,
+        )
+        .await;
+        let what = format!("copies in {destination}");
+        work.effects
+            .extend(retagged.effects(Counter::CopiesAdopted, plan::KIND, &what));
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
         let mut deleted = Vec::new();
-        if work.hold_deletions(destination, &plan, check) {
+        if work.hold_deletions(destination, &plan, check, retagged.any_adopted()) {
             tracing::warn!(destination, "copy deletions held by the deletion brake");
             return work.pruned(now, destination, &plan, &copies, &deleted);
         }

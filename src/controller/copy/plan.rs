@@ -15,24 +15,17 @@ use crate::controller::effects::{Counter, Effect};
 use crate::crd::copy::{CopyStatus, FsxBackupCopyStatus};
 use crate::fsx::{Backup, BackupsById, CopyBackupRequest, FsxError, Lifecycle};
 use crate::naming::copy_token;
-use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, ownership_tags};
+pub use crate::ownership::Owner;
+use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY};
 use crate::retention::{self, Verdict};
 use crate::validate::{Source, ValidCopy};
 
 pub use super::phase::{CopyPhase, is_copying, is_pending};
 
-const KIND: &str = "FsxBackupCopy";
+pub const KIND: &str = "FsxBackupCopy";
 /// Settled copies listed in status; entries still in progress are never dropped.
 const MAX_LISTED_COPIES: usize = 50;
 const MAX_REQUEUE: Duration = Duration::from_hours(1);
-
-/// The object a plan is for.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-}
 
 /// A reconcile being planned.
 #[derive(Debug)]
@@ -437,9 +430,11 @@ impl Work {
         destination: &str,
         plan: &retention::Plan,
         check: &BrakeCheck,
+        adopted: bool,
     ) -> bool {
         let what = format!("copies in {destination}");
-        let applied = self.status.retention_generation;
+        // Adopted copies are new to this policy: their first pruning is braked.
+        let applied = self.status.retention_generation.filter(|_| !adopted);
         let Some(message) = brake::held(plan, &what, self.generation, applied, check) else {
             return false;
         };
@@ -544,6 +539,7 @@ fn note_source(entry: &mut CopyStatus, source: &Backup) {
 fn gone(id: &str) -> Backup {
     Backup {
         id: id.to_owned(),
+        arn: None,
         lifecycle: Lifecycle::Deleted,
         backup_type: None,
         progress_percent: None,
@@ -569,12 +565,7 @@ pub fn copy_request(
         tags.insert(NAME_KEY.into(), format!("{}-{source}", owner.name));
     }
     // Last, so they win over the source's tags that `copyTags` brings along.
-    tags.extend(ownership_tags(
-        KIND,
-        &owner.namespace,
-        &owner.name,
-        &owner.uid,
-    ));
+    tags.extend(owner.tags(KIND));
     tags.insert(SOURCE_BACKUP_KEY.into(), source.to_owned());
     CopyBackupRequest {
         source_backup_id: source.to_owned(),

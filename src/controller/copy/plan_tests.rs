@@ -434,7 +434,7 @@ fn a_copy_deletion_deferred_by_a_transient_error_is_retried_at_the_next_reconcil
     let policy = valid.retention.clone().expect("retention");
     let now = at("2026-03-01T10:00:00Z");
     let copy = |id: &str, created: &str| Backup {
-        tags: ownership_tags(KIND, "storage", "dr", "copy-uid"),
+        tags: crate::ownership::ownership_tags(KIND, "storage", "dr", "copy-uid"),
         ..backup(id, Lifecycle::Available, created)
     };
     let copies = vec![
@@ -476,7 +476,7 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
     let now = at("2026-03-01T10:00:00Z");
     let copies: Vec<Backup> = (0..6)
         .map(|h| Backup {
-            tags: ownership_tags(KIND, "storage", "dr", "copy-uid"),
+            tags: crate::ownership::ownership_tags(KIND, "storage", "dr", "copy-uid"),
             ..backup(
                 &format!("backup-0000000{h}"),
                 Lifecycle::Available,
@@ -500,7 +500,7 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
         work.retention_wanted(false),
         "a policy not applied yet is retention due"
     );
-    assert!(work.hold_deletions(DESTINATION, &plan, &check(Some(1))));
+    assert!(work.hold_deletions(DESTINATION, &plan, &check(Some(1)), false));
     work.pruned(now, DESTINATION, &plan, &copies, &[]);
     let applied = finish(work, &valid, now);
     assert!(
@@ -511,7 +511,7 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
     assert_eq!(applied.status.retention_generation, Some(1));
 
     let mut work = Work::start(Some(&status), Some(2));
-    assert!(!work.hold_deletions(DESTINATION, &plan, &check(Some(2))));
+    assert!(!work.hold_deletions(DESTINATION, &plan, &check(Some(2)), false));
     let deleted: Vec<(String, Result<(), FsxError>)> = (0..5)
         .map(|h| (format!("backup-0000000{h}"), Ok(())))
         .collect();

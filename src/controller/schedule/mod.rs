@@ -10,9 +10,10 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
 
+use super::adopt;
 use super::brake::BrakeCheck;
 use super::driver::{self, Applied, Pace, Reconciler, Wiring};
-use super::effects::Effect;
+use super::effects::{Counter, Effect};
 use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
@@ -64,11 +65,7 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             poll: ctx.settings.poll_interval,
             retry: ctx.settings.retry_interval,
         };
-        let owner = Owner {
-            namespace: object.namespace().unwrap_or_default(),
-            name: object.name_any(),
-            uid: object.uid().unwrap_or_default(),
-        };
+        let owner = Owner::of(object, &ctx.settings.cluster_id);
         let run_now = object
             .annotations()
             .get(RUN_NOW_ANNOTATION)
@@ -112,7 +109,7 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             object,
         );
         for target in work.retention_targets(now) {
-            self.prune(&mut work, &valid, &owner.uid, &target, now, &check)
+            self.prune(&mut work, &valid, &owner, &target, now, &check)
                 .await;
         }
         Ok(work.finish(now, &valid, pace))
@@ -188,28 +185,40 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         }
     }
 
-    /// Lists the target's backups, deletes what retention does not keep, and
-    /// records what is kept.
+    /// Lists the target's backups, adopts this name's orphans, deletes what
+    /// retention does not keep, and records what is kept.
     async fn prune(
         &self,
         work: &mut Work,
         valid: &ValidSchedule,
-        uid: &str,
+        owner: &Owner,
         target: &str,
         now: Timestamp,
         check: &BrakeCheck,
     ) {
         let fsx = &self.ctx.fsx;
-        let backups = match fsx
+        let uid = owner.uid.as_str();
+        let mut backups = match fsx
             .describe_backups_of(&valid.region, &BackupTarget::from_id(target))
             .await
         {
             Ok(backups) => backups,
             Err(err) => return work.listing_failed(target, &err),
         };
+        let retagged = adopt::retag(
+            fsx,
+            &valid.region,
+            &mut backups,
+            owner,
+            plan::KIND,
+            valid.adoption,
+        )
+        .await;
+        work.effects
+            .extend(retagged.effects(Counter::BackupsAdopted, plan::KIND, target));
         let plan = valid.retention_plan(now, &backups, uid);
         let mut deleted = Vec::new();
-        if work.hold_deletions(target, &plan, check) {
+        if work.hold_deletions(target, &plan, check, retagged.any_adopted()) {
             tracing::warn!(target, "deletions held by the deletion brake");
             return work.pruned(target, &plan, &deleted);
         }

@@ -20,12 +20,13 @@ use crate::fsx::{
     Backup, BackupTarget, BackupsById, CreateBackupRequest, FileSystem, FsxError, Lifecycle,
 };
 use crate::naming::{NameContext, render_backup_name, run_now_token, scheduled_backup_token};
-use crate::ownership::{NAME_KEY, SCHEDULED_TIME_KEY, ownership_tags};
+pub use crate::ownership::Owner;
+use crate::ownership::{NAME_KEY, SCHEDULED_TIME_KEY};
 use crate::retention::{self, Verdict};
 use crate::schedule::due;
 use crate::validate::{Targets, ValidSchedule};
 
-const KIND: &str = "FsxBackupSchedule";
+pub const KIND: &str = "FsxBackupSchedule";
 /// Managed backups listed per target in status; the count is always exact.
 pub const MAX_LISTED_BACKUPS: usize = 20;
 /// Longest a reconcile sleeps, so a lost timer never hides a due run for long.
@@ -34,14 +35,6 @@ const MAX_REQUEUE: Duration = Duration::from_hours(1);
 /// existed have only this message).
 const NOT_SELECTED: &str =
     "no longer selected by spec.target; its backups are still pruned by retention";
-
-/// The object a plan is for, as far as names and tags go.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-}
 
 /// A target the spec selects now, and why it cannot be backed up, if it cannot.
 #[derive(Clone, Debug, PartialEq, Eq)]

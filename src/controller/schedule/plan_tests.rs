@@ -45,13 +45,14 @@ fn owner() -> Owner {
         namespace: "storage".into(),
         name: "nightly".into(),
         uid: UID.into(),
+        cluster: "test-cluster".into(),
     }
 }
 
 /// A backup this schedule owns.
 fn backup(id: &str, lifecycle: Lifecycle, created: &str) -> Backup {
     Backup {
-        tags: ownership_tags(KIND, "storage", "nightly", UID),
+        tags: crate::ownership::ownership_tags(KIND, "storage", "nightly", UID),
         ..fixtures::backup(id, lifecycle, created)
     }
 }

@@ -197,6 +197,24 @@ impl World {
         self.owned_backups_in(REGION, uid)
     }
 
+    /// Runs the kubectl plugin the way kubectl does (it is `kubectl-fsxbackup`
+    /// on the PATH), with this world's FSx; off this test's runtime, which the
+    /// emulator serves on.
+    pub async fn plugin(&self, args: &[&str]) -> std::process::Output {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-fsxbackup"));
+        command
+            .args(args)
+            .env("KUBECONFIG", &crate::support::control_plane().kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("FSXBO_DEFAULT_REGION", REGION)
+            .env("FSXBO_FSX_ENDPOINT_URL", &self.running.endpoint);
+        tokio::task::spawn_blocking(move || command.output().expect("run the plugin"))
+            .await
+            .expect("join")
+    }
+
     /// Successful calls of `operation`.
     pub fn calls(&self, operation: &str) -> usize {
         self.emulator
@@ -221,6 +239,21 @@ impl World {
         let second = now.as_second();
         Timestamp::from_second(second - second.rem_euclid(3600) + 3600).expect("valid")
     }
+}
+
+/// `GET /metrics` over a plain TCP connection.
+pub async fn metrics_text(port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    Some(body)
 }
 
 pub fn tail(log: &str) -> String {

@@ -21,20 +21,17 @@ impl Work {
     }
 
     /// Step 6, before deleting: whether the deletions `plan` makes for
-    /// `target_id` must wait for approval.
+    /// `target_id` must wait for approval. Backups `adopted` in this listing
+    /// are new to the policy, so their first pruning is braked like a new policy's.
     pub fn hold_deletions(
         &mut self,
         target_id: &str,
         plan: &retention::Plan,
         check: &BrakeCheck,
+        adopted: bool,
     ) -> bool {
-        let Some(message) = brake::held(
-            plan,
-            target_id,
-            self.generation,
-            self.status.retention_generation,
-            check,
-        ) else {
+        let applied = self.status.retention_generation.filter(|_| !adopted);
+        let Some(message) = brake::held(plan, target_id, self.generation, applied, check) else {
             return false;
         };
         self.effects

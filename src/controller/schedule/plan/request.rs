@@ -3,8 +3,8 @@
 
 use super::{
     BackupTarget, Create, CreateBackupRequest, FileSystem, KIND, NAME_KEY, NameContext, Owner,
-    Reason, SCHEDULED_TIME_KEY, Selected, Targets, Timestamp, ValidSchedule, ownership_tags,
-    render_backup_name, run_now_token, scheduled_backup_token,
+    Reason, SCHEDULED_TIME_KEY, Selected, Targets, Timestamp, ValidSchedule, render_backup_name,
+    run_now_token, scheduled_backup_token,
 };
 
 /// The file systems a selector matches now, and those it matches but cannot back up.
@@ -76,12 +76,7 @@ pub fn backup_request(
     )
     .unwrap_or_else(|_| format!("{}-{target_id}", owner.name));
     let mut tags = valid.tags.clone();
-    tags.extend(ownership_tags(
-        KIND,
-        &owner.namespace,
-        &owner.name,
-        &owner.uid,
-    ));
+    tags.extend(owner.tags(KIND));
     // A run-now is not a scheduled run: its tag can never be read as one.
     let instant = time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let scheduled = match run_now {

@@ -1,0 +1,164 @@
+//! A cluster rebuild end to end: an object deleted with `Retain` leaves its
+//! backups as strays (counted per namespace, listed by `kubectl fsxbackup
+//! orphans`); the object re-created with a new UID adopts exactly this
+//! cluster identity's orphans, while another cluster identity's backups with
+//! the very same names, and untagged legacy ones, stay untouched.
+
+use std::time::{Duration, SystemTime};
+
+use crate::support::operator::eventually;
+use crate::support::world::{REGION, WAIT, World, events_with, metrics_text, tag};
+use fsx_emulator::{BackupLifecycle, BackupSeed, BackupType, FileSystemType};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+const CLUSTER: &str = "cluster-a";
+
+/// The stray gauge of `namespace` as the operator exports it, once it reads `value`.
+async fn strays_reach(world: &World, namespace: &str, value: u32) {
+    let port = world.operator.metrics_port().expect("metrics port");
+    let series = format!("fsxbackup_stray_backups{{namespace=\"{namespace}\"}} {value}");
+    eventually(&format!("{series} exported"), WAIT, || {
+        let series = series.clone();
+        async move { metrics_text(port).await.filter(|m| m.contains(&series)) }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, told in order
+async fn a_rebuilt_object_adopts_this_clusters_orphans_and_nothing_else() {
+    crate::support::with_namespace("adopt", |client, namespace| async move {
+        let world = World::with_args(client, namespace.clone(), &["--cluster-id", CLUSTER, "--stray-scan-interval", "1s"]).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        let spec = json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "retention": {"maxCount": 2}});
+        let first = world.create("nightly", spec.clone()).await;
+        let first_uid = first.uid().expect("uid");
+        let owner = format!("{namespace}/FsxBackupSchedule/nightly");
+        let seed = |days: u64, uid: &str, cluster: Option<&str>| {
+            let mut seed = BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                .tag("fsxbackup.io/owner", &owner)
+                .tag("fsxbackup.io/owner-uid", uid);
+            if let Some(cluster) = cluster {
+                seed = seed.tag("fsxbackup.io/cluster", cluster);
+            }
+            world
+                .emulator
+                .seed_backup(REGION, BackupSeed {
+                    creation_time: Some(SystemTime::now() - Duration::from_secs(days * 86_400)),
+                    ..seed
+                })
+                .expect("seed")
+        };
+        // The first object's backups, made before cluster tags existed.
+        let ours: Vec<String> = (1..=3).map(|days| seed(days, &first_uid, None)).collect();
+        // Another cluster sharing the account, with the very same names.
+        let theirs: Vec<String> = (1..=2).map(|days| seed(days, "uid-in-cluster-b", Some("cluster-b"))).collect();
+        // An earlier object of this name from before cluster tags: whose, nobody knows.
+        let legacy = seed(5, "uid-before-tags", None);
+
+        // Any spec change lists the target again: the first object's backups get
+        // this cluster's tag (their UID makes them its own). maxCount 2 prunes one.
+        let api = world.api();
+        let touch = json!({"spec": {"tags": {"team": "storage"}}});
+        api.patch("nightly", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+        world
+            .until("nightly", "two backups kept", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(2)
+            })
+            .await;
+        let live = |id: &str| world.backups().into_iter().find(|b| b.id == id && b.lifecycle != BackupLifecycle::Deleted);
+        assert!(live(&ours[2]).is_none(), "maxCount 2 pruned the oldest");
+        for id in &ours[..2] {
+            let backup = live(id).expect("kept");
+            assert_eq!(tag(&backup, "fsxbackup.io/cluster"), Some(CLUSTER), "{id} got the cluster tag");
+        }
+        assert_eq!(world.calls("DeleteBackup"), 1);
+
+        // Deleted with Retain: its two backups are this cluster's strays. The other
+        // cluster's are not counted here, nor is the untagged legacy one.
+        api.delete("nightly", &DeleteParams::default()).await.expect("delete");
+        eventually("nightly gone", WAIT, || {
+            let api = api.clone();
+            async move { api.get_opt("nightly").await.ok().flatten().is_none().then_some(()) }
+        })
+        .await;
+        strays_reach(&world, &namespace, 2).await;
+
+        // The plugin lists them, and the legacy one as untagged; never cluster-b's.
+        let out = world.plugin(&["orphans", "--cluster-id", CLUSTER]).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        for id in &ours[..2] {
+            let row = text.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id} listed:\n{text}"));
+            assert!(row.contains("Stray") && row.contains(&first_uid), "{row}");
+        }
+        let row = text.lines().find(|l| l.contains(legacy.as_str())).unwrap_or_else(|| panic!("legacy listed:\n{text}"));
+        assert!(row.contains("Untagged"), "{row}");
+        for id in &theirs {
+            assert!(!text.contains(id.as_str()), "another cluster's {id} listed:\n{text}");
+        }
+        assert!(text.contains(&format!("2 orphaned backup(s) of cluster {CLUSTER}, 1 without a cluster tag")), "{text}");
+
+        // Re-created from Git: a new UID. It adopts this cluster's two orphans.
+        let second = world.create("nightly", spec.clone()).await;
+        let second_uid = second.uid().expect("uid");
+        assert_ne!(second_uid, first_uid);
+        world
+            .until("nightly", "the orphans adopted", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(2)
+            })
+            .await;
+        for id in &ours[..2] {
+            let backup = live(id).expect("still there");
+            assert_eq!(tag(&backup, "fsxbackup.io/owner-uid"), Some(second_uid.as_str()), "{id}");
+            assert_eq!(tag(&backup, "fsxbackup.io/adopted-from-uid"), Some(first_uid.as_str()), "{id}");
+        }
+        events_with(&world.client, &namespace, "nightly", &[("BackupsAdopted", 1)]).await;
+        strays_reach(&world, &namespace, 0).await;
+
+        // Everything else is exactly as it was, and nothing more was deleted.
+        for id in theirs.iter().chain([&legacy]) {
+            let backup = live(id).unwrap_or_else(|| panic!("{id} survives"));
+            assert_ne!(tag(&backup, "fsxbackup.io/owner-uid"), Some(second_uid.as_str()), "{id}");
+            assert_eq!(tag(&backup, "fsxbackup.io/adopted-from-uid"), None, "{id}");
+        }
+        assert_eq!(tag(&live(&theirs[0]).expect("theirs"), "fsxbackup.io/cluster"), Some("cluster-b"));
+        assert_eq!(tag(&live(&legacy).expect("legacy"), "fsxbackup.io/cluster"), None);
+        assert_eq!(world.calls("DeleteBackup"), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn adoption_never_leaves_orphans_as_strays() {
+    crate::support::with_namespace("adopt-never", |client, namespace| async move {
+        let world = World::with_args(client, namespace.clone(), &["--cluster-id", CLUSTER, "--stray-scan-interval", "1s"]).await;
+        let fs = world.file_system(FileSystemType::Lustre);
+        let owner = format!("{namespace}/FsxBackupSchedule/nightly");
+        let orphan = world
+            .emulator
+            .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                .tag("fsxbackup.io/owner", &owner)
+                .tag("fsxbackup.io/owner-uid", "uid-of-a-deleted-object")
+                .tag("fsxbackup.io/cluster", CLUSTER))
+            .expect("seed");
+        let object = world
+            .create("nightly", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "adoption": "Never", "retention": {"maxCount": 1}}))
+            .await;
+        world
+            .until("nightly", "retention listed", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(0)
+            })
+            .await;
+        strays_reach(&world, &namespace, 1).await;
+        let backup = world.backups().into_iter().find(|b| b.id == orphan).expect("orphan");
+        assert_eq!(tag(&backup, "fsxbackup.io/owner-uid"), Some("uid-of-a-deleted-object"));
+        assert_ne!(object.uid().as_deref(), Some("uid-of-a-deleted-object"));
+        assert_eq!(world.calls("TagResource"), 0);
+    })
+    .await;
+}
