@@ -8,12 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::support::operator::eventually;
 use crate::support::world::{REGION, WAIT, World, events_with, metrics_text, tag};
-use fsx_emulator::{BackupLifecycle, BackupSeed, BackupType, FileSystemType};
+use fsx_backup_operator::crd::FsxBackupCopy;
+use fsx_emulator::{BackupLifecycle, BackupSeed, BackupType, FileSystemType, Timing};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 const CLUSTER: &str = "cluster-a";
+const DESTINATION: &str = "us-west-2";
 
 /// The stray gauge of `namespace` as the operator exports it, once it reads `value`.
 async fn strays_reach(world: &World, namespace: &str, value: u32) {
@@ -159,6 +161,59 @@ async fn adoption_never_leaves_orphans_as_strays() {
         assert_eq!(tag(&backup, "fsxbackup.io/owner-uid"), Some("uid-of-a-deleted-object"));
         assert_ne!(object.uid().as_deref(), Some("uid-of-a-deleted-object"));
         assert_eq!(world.calls("TagResource"), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_recreated_copy_adopts_its_copies_and_copies_nothing_twice() {
+    crate::support::with_namespace("adopt-copy", |client, namespace| async move {
+        let world = World::with_args(client, namespace.clone(), &["--cluster-id", CLUSTER]).await;
+        world.emulator.set_timing(Timing { create_duration: Duration::from_millis(300), copy_duration: Duration::from_secs(1) });
+        let fs = world.file_system(FileSystemType::Windows);
+        let schedule = world.create("sa", json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly"})).await;
+        let schedule_uid = schedule.uid().expect("uid");
+        for hours in 1..=3u64 {
+            world
+                .emulator
+                .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                    .creation_time(SystemTime::now() - Duration::from_secs(hours * 3600))
+                    .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                    .tag("fsxbackup.io/owner-uid", &schedule_uid))
+                .expect("seed");
+        }
+        let spec = json!({"source": {"scheduleRef": {"name": "sa"}}, "destinationRegion": DESTINATION, "retention": {"maxCount": 5}});
+        let available = |o: &FsxBackupCopy| o.status.as_ref().map_or(0, |s| s.copies.iter().filter(|c| c.lifecycle == "AVAILABLE").count());
+        let first = world.create_copy("dr", spec.clone()).await;
+        let first_uid = first.uid().expect("uid");
+        world.until_copy("dr", "three copies", |o| available(o) == 3).await;
+        assert_eq!(world.calls("CopyBackup"), 3);
+
+        let copies = world.copies();
+        copies.delete("dr", &DeleteParams::default()).await.expect("delete");
+        eventually("dr gone", WAIT, || {
+            let copies = copies.clone();
+            async move { copies.get_opt("dr").await.ok().flatten().is_none().then_some(()) }
+        })
+        .await;
+
+        let second = world.create_copy("dr", spec).await;
+        let second_uid = second.uid().expect("uid");
+        let found = world.until_copy("dr", "the three copies found", |o| available(o) == 3).await;
+        assert!(
+            found.status.iter().flat_map(|s| &s.copies).all(|c| c.message.as_deref().is_some_and(|m| m.starts_with("found in the destination"))),
+            "{:?}",
+            found.status
+        );
+        assert_eq!(world.calls("CopyBackup"), 3, "nothing copied twice");
+        let in_destination: Vec<_> = world.backups_in(DESTINATION).into_iter().filter(|b| b.lifecycle != BackupLifecycle::Deleted).collect();
+        assert_eq!(in_destination.len(), 3);
+        for copy in &in_destination {
+            assert_eq!(tag(copy, "fsxbackup.io/owner-uid"), Some(second_uid.as_str()), "{}", copy.id);
+            assert_eq!(tag(copy, "fsxbackup.io/adopted-from-uid"), Some(first_uid.as_str()), "{}", copy.id);
+            assert_eq!(tag(copy, "fsxbackup.io/cluster"), Some(CLUSTER), "{}", copy.id);
+        }
+        events_with(&world.client, &namespace, "dr", &[("BackupsAdopted", 1)]).await;
     })
     .await;
 }

@@ -16,7 +16,7 @@ use crate::crd::copy::{CopyStatus, FsxBackupCopyStatus};
 use crate::fsx::{Backup, BackupsById, CopyBackupRequest, FsxError, Lifecycle};
 use crate::naming::copy_token;
 pub use crate::ownership::Owner;
-use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY};
+use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, is_owned_by};
 use crate::retention::{self, Verdict};
 use crate::validate::{Source, ValidCopy};
 
@@ -286,6 +286,34 @@ impl Work {
         }
         self.retention_due = true;
         true
+    }
+
+    /// Copies this object already has in the destination (its own, or adopted
+    /// from an earlier object of its name) for sources it has no record of:
+    /// recorded as found instead of copied again. Finished-badly ones are
+    /// ignored, so that source is copied anew.
+    pub fn found_in_destination(&mut self, copies: &[Backup], uid: &str) {
+        for copy in copies.iter().filter(|c| is_owned_by(c, uid)) {
+            let alive = copy.lifecycle == Lifecycle::Available || copy.lifecycle.in_progress();
+            let Some(source) = copy.tags.get(SOURCE_BACKUP_KEY).filter(|_| alive) else {
+                continue;
+            };
+            let Some(entry) = self
+                .status
+                .copies
+                .iter_mut()
+                .find(|c| &c.source_backup_id == source && is_pending(c))
+            else {
+                continue;
+            };
+            entry.destination_backup_id = Some(copy.id.clone());
+            entry.message = Some(format!("found in the destination as {}", copy.id));
+            entry.progress_percent = copy.progress_percent;
+            if copy.lifecycle == Lifecycle::Available {
+                entry.completion_time = copy.created_at.map(Time);
+            }
+            CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
+        }
     }
 
     /// Queued copies, oldest source first.
