@@ -141,6 +141,12 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         let ctx = &*self.ctx;
         let key = ObjectKey::of(object);
         let owner = Owner::of(object, &ctx.settings.cluster_id);
+        // No record of any copy: a new object (perhaps re-created with Retain'd
+        // copies in the destination) or a status rebuilt from nothing.
+        let no_history = object
+            .status
+            .as_ref()
+            .is_none_or(|s| s.copies.is_empty() && s.copied_through.is_none());
         let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
@@ -161,8 +167,12 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                 .await?
                 .unwrap_or_else(|| valid.destination_region.clone()),
         };
+        let mut may_copy = true;
+        if no_history && !work.queued().is_empty() {
+            may_copy = self.look_in_destination(&mut work, &valid, &owner).await;
+        }
         self.poll(&mut work, &valid, &key, now).await;
-        if !work.is_stalled() {
+        if may_copy && !work.is_stalled() {
             self.start_copies(&mut work, &valid, &owner, &key, &source_region, now)
                 .await;
         }
@@ -200,9 +210,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
             return Ok(cleanup::retained("CopiesRetained", "copies"));
         }
         let status = object.status.clone().unwrap_or_default();
-        let mut copies = self
-            .in_destination(destination, &status.source_targets)
-            .await?;
+        let mut copies = in_destination(&ctx.fsx, destination, &status.source_targets).await?;
         let listed: Vec<String> = status
             .copies
             .iter()
@@ -319,6 +327,36 @@ impl<F: FsxApi> CopyReconciler<F> {
         Ok(Some(region))
     }
 
+    /// Before the first copies of an object with no record of any: adopts the
+    /// orphaned copies of its name and records the copies it already has, so
+    /// that nothing is copied twice. `false` when the destination could not be
+    /// listed (no copy is started until it can be).
+    async fn look_in_destination(&self, work: &mut Work, valid: &ValidCopy, owner: &Owner) -> bool {
+        let destination = &valid.destination_region;
+        let mut copies =
+            match in_destination(&self.ctx.fsx, destination, &work.status.source_targets).await {
+                Ok(copies) => copies,
+                Err(err) => {
+                    work.error(&err);
+                    return false;
+                }
+            };
+        let retagged = adopt::retag(
+            &self.ctx.fsx,
+            destination,
+            &mut copies,
+            owner,
+            plan::KIND,
+            valid.adoption,
+        )
+        .await;
+        let what = format!("copies in {destination}");
+        work.effects
+            .extend(retagged.effects(Counter::CopiesAdopted, plan::KIND, &what));
+        work.found_in_destination(&copies, &owner.uid);
+        true
+    }
+
     /// Copies in flight: one batched lookup, at most once per poll interval; slots
     /// of finished copies are freed and their waiters woken.
     async fn poll(&self, work: &mut Work, valid: &ValidCopy, key: &ObjectKey, now: Timestamp) {
@@ -402,17 +440,15 @@ impl<F: FsxApi> CopyReconciler<F> {
     ) -> Option<Timestamp> {
         let destination = &valid.destination_region;
         let uid = owner.uid.as_str();
-        let mut copies = match self
-            .in_destination(destination, &work.status.source_targets)
-            .await
-        {
-            Ok(copies) => copies,
-            Err(err) => {
-                work.error(&err);
-                // Not pruned: retention is due again at the next reconcile.
-                return Some(now);
-            }
-        };
+        let mut copies =
+            match in_destination(&self.ctx.fsx, destination, &work.status.source_targets).await {
+                Ok(copies) => copies,
+                Err(err) => {
+                    work.error(&err);
+                    // Not pruned: retention is due again at the next reconcile.
+                    return Some(now);
+                }
+            };
         let retagged = adopt::retag(
             &self.ctx.fsx,
             destination,
@@ -443,33 +479,31 @@ impl<F: FsxApi> CopyReconciler<F> {
         }
         work.pruned(now, destination, &plan, &copies, &deleted)
     }
+}
 
-    /// Every backup in `region` of the file systems and volumes `targets`, by id. FSx
-    /// answers `FileSystemNotFound`/`VolumeNotFound` for a target unknown in that Region
-    /// (no copy of it made there yet): that is an empty list here, not an error.
-    async fn in_destination(
-        &self,
-        region: &str,
-        targets: &[String],
-    ) -> Result<Vec<Backup>, FsxError> {
-        let mut backups: Vec<Backup> = Vec::new();
-        for target in targets {
-            match self
-                .ctx
-                .fsx
-                .describe_backups_of(region, &BackupTarget::from_id(target.as_str()))
-                .await
-            {
-                Ok(found) => backups.extend(found),
-                Err(FsxError::UserAction {
-                    reason: UserActionReason::TargetNotFound,
-                    ..
-                }) => {}
-                Err(err) => return Err(err),
-            }
+/// Every backup in `region` of the file systems and volumes `targets`, by id. FSx
+/// answers `FileSystemNotFound`/`VolumeNotFound` for a target unknown in that Region
+/// (no copy of it made there yet): that is an empty list here, not an error.
+pub async fn in_destination<F: FsxApi>(
+    fsx: &F,
+    region: &str,
+    targets: &[String],
+) -> Result<Vec<Backup>, FsxError> {
+    let mut backups: Vec<Backup> = Vec::new();
+    for target in targets {
+        match fsx
+            .describe_backups_of(region, &BackupTarget::from_id(target.as_str()))
+            .await
+        {
+            Ok(found) => backups.extend(found),
+            Err(FsxError::UserAction {
+                reason: UserActionReason::TargetNotFound,
+                ..
+            }) => {}
+            Err(err) => return Err(err),
         }
-        backups.sort_by(|a, b| a.id.cmp(&b.id));
-        backups.dedup_by(|a, b| a.id == b.id);
-        Ok(backups)
     }
+    backups.sort_by(|a, b| a.id.cmp(&b.id));
+    backups.dedup_by(|a, b| a.id == b.id);
+    Ok(backups)
 }
