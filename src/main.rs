@@ -31,8 +31,9 @@ enum Command {
     },
     /// Connect to the cluster and print its version.
     Check,
-    /// Show what a schedule's retention would delete and keep, and when it runs
-    /// next, from live FSx, changing nothing (`--file` for a manifest in a pull request).
+    /// Show what a schedule's or copy's retention would delete, keep and adopt,
+    /// and what it makes next, from live FSx, changing nothing (`--file` for a
+    /// manifest in a pull request).
     Plan(Box<fsx_backup_operator::preview::PlanArgs>),
 }
 

@@ -36,9 +36,11 @@ enum Command {
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
     },
-    /// What a schedule's retention would delete and keep (`--name` or `-f FILE`).
+    /// What a schedule's or copy's retention would delete and keep, and what it
+    /// makes next (`--name [--kind copy]` or `-f FILE`).
     Plan(Box<PlanArgs>),
-    /// The FSx backups a schedule manages, with what keeps them (`keptBy`, `expiresAt`).
+    /// The FSx backups a schedule (or copies a copy, `--kind copy`) manages,
+    /// with what keeps them (`keptBy`, `expiresAt`).
     Backups(Box<PlanArgs>),
     /// This cluster's backups whose owner object no longer exists: strays, and
     /// those a re-created object will adopt. Changes nothing.

@@ -1,14 +1,15 @@
 //! `fsx-backup-operator plan`: a manifest's retention previewed against live
 //! FSx equals what the controller then does once the manifest is applied
-//! (and its deletions approved past the brake).
+//! (and its deletions approved past the brake), for schedules and copies;
+//! and the kubectl plugin's commands against the cluster.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::support::operator::{kubectl_with_input, test_dir};
-use crate::support::world::{REGION, World};
-use fsx_emulator::{BackupSeed, BackupType, FileSystemType};
+use crate::support::operator::{eventually, kubectl_with_input, test_dir};
+use crate::support::world::{REGION, WAIT, World};
+use fsx_emulator::{BackupSeed, BackupType, FileSystemType, Timing};
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -163,6 +164,96 @@ async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
             assert!(!out.status.success());
             assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{args:?}");
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plan_of_a_copy_manifest_is_what_the_controller_then_does() {
+    crate::support::with_namespace("plan-copy", |client, namespace| async move {
+        let world = World::new(client, namespace.clone()).await;
+        world.emulator.set_timing(Timing { create_duration: Duration::from_millis(300), copy_duration: Duration::from_secs(1) });
+        let fs = world.file_system(FileSystemType::Windows);
+        let schedule = world.create("sa", json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly"})).await;
+        let schedule_uid = schedule.uid().expect("uid");
+        let sources: Vec<String> = (1..=3u64)
+            .map(|hours| {
+                world
+                    .emulator
+                    .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                        .creation_time(SystemTime::now() - Duration::from_secs(hours * 3600))
+                        .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                        .tag("fsxbackup.io/owner-uid", &schedule_uid))
+                    .expect("seed")
+            })
+            .collect();
+        let manifest = |retention: Value| {
+            json!({
+                "apiVersion": "fsxbackup.io/v1alpha1", "kind": "FsxBackupCopy",
+                "metadata": {"name": "dr", "namespace": namespace},
+                "spec": {"source": {"scheduleRef": {"name": "sa"}}, "destinationRegion": "us-west-2", "retention": retention, "deletionBrake": {"maxPercent": 100}},
+            })
+        };
+        let dir = test_dir(&format!("{namespace}-manifest"));
+        let planned = |manifest: Value| {
+            let file = dir.join("dr.yaml");
+            std::fs::write(&file, manifest.to_string()).expect("write manifest");
+            let world = &world;
+            async move {
+                let output = plan(world, &["--file", &file.to_string_lossy(), "--output", "json"]).await;
+                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                serde_json::from_slice::<Value>(&output.stdout).expect("json")
+            }
+        };
+
+        // Before it exists: it would copy the three, oldest first, and delete nothing.
+        let first = manifest(json!({"maxCount": 5}));
+        let preview = planned(first.clone()).await;
+        assert_eq!(preview["kind"], "FsxBackupCopy");
+        let next: Vec<&str> = preview["copyNext"].as_array().expect("copyNext").iter().filter_map(Value::as_str).collect();
+        let oldest_first: Vec<&str> = sources.iter().rev().map(String::as_str).collect();
+        assert_eq!(next, oldest_first, "{preview}");
+        assert_eq!(world.calls("CopyBackup"), 0, "plan changes nothing");
+
+        let output = kubectl_with_input(&["apply", "-f", "-"], Some(&first.to_string()));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let copied = world
+            .until_copy("dr", "three copies", |o| o.status.as_ref().is_some_and(|s| s.copies.iter().filter(|c| c.lifecycle == "AVAILABLE").count() == 3))
+            .await;
+        let copied: BTreeSet<String> = copied.status.iter().flat_map(|s| &s.copies).map(|c| c.source_backup_id.clone()).collect();
+        assert_eq!(copied, next.iter().map(|s| (*s).to_owned()).collect());
+
+        // The pull request: keep one copy. The plan names the two to go; nothing to copy.
+        let second = manifest(json!({"maxCount": 1}));
+        let preview = planned(second.clone()).await;
+        let target = &preview["targets"][0];
+        assert_eq!(target["id"], "copies in us-west-2", "{preview}");
+        let doomed = ids(&target["delete"]);
+        assert_eq!(doomed.len(), 2, "{preview}");
+        assert_eq!(ids(&target["keep"]).len(), 1, "{preview}");
+        assert!(preview.get("copyNext").is_none(), "{preview}");
+        assert_eq!(world.calls("DeleteBackup"), 0, "plan changes nothing");
+
+        let output = kubectl_with_input(&["apply", "-f", "-"], Some(&second.to_string()));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let deleted = eventually("the two copies deleted", WAIT, || {
+            let deleted: BTreeSet<String> = world
+                .emulator
+                .requests()
+                .into_iter()
+                .filter(|r| r.operation == "DeleteBackup" && r.outcome == "ok")
+                .flat_map(|r| r.backup_ids)
+                .collect();
+            async move { (deleted.len() >= 2).then_some(deleted) }
+        })
+        .await;
+        assert_eq!(deleted, doomed, "the controller did what the plan said");
+
+        // The live object by name.
+        let output = plan(&world, &["--kind", "copy", "--name", "dr", "-n", &namespace]).await;
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains(&format!("FsxBackupCopy {namespace}/dr")) && text.contains("copies next: nothing") && text.contains("delete 0, keep 1"), "{text}");
     })
     .await;
 }

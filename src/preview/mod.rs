@@ -1,37 +1,48 @@
-//! `fsx-backup-operator plan`: what a schedule's retention would delete and
-//! keep (and why), and when it runs next, read from live FSx, changing nothing.
+//! `fsx-backup-operator plan`: what a schedule's or copy's retention would
+//! delete, keep (and why) and adopt, and what it would make next (a schedule's
+//! next run, a copy's next copies), read from live FSx, changing nothing.
 //! The object comes from the cluster or from a file (the one in a pull
-//! request); the decisions are the controller's own
-//! (`ValidSchedule::retention_plan`, the deletion brake), not a re-implementation.
+//! request); the decisions are the controllers' own (`ValidSchedule::retention_plan`,
+//! the copy planner's `Work`, adoption, the deletion brake), not a re-implementation.
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
+use kube::Client;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
 use serde::Serialize;
 
 use crate::adoption;
 use crate::controller::Brake;
-use crate::controller::brake::{self, BrakeCheck};
-use crate::controller::schedule::plan::{KIND, select_file_systems};
-use crate::crd::FsxBackupSchedule;
 use crate::crd::common::Adoption;
-use crate::fsx::{Backup, BackupTarget, FsxApi};
+use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
+use crate::fsx::Backup;
 use crate::ownership::Owner;
-use crate::retention::Verdict;
-use crate::validate::Targets;
-use crate::validate::schedule::validate;
+use crate::retention::{Plan, Verdict};
 
-/// What `plan` reports for one schedule.
+mod copy;
+mod schedule;
+
+pub use copy::copy;
+pub use schedule::schedule;
+
+/// What `plan` reports for one schedule or copy.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Preview {
+    /// `FsxBackupSchedule` or `FsxBackupCopy`.
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     /// Whether the object exists in the cluster (else it owns no backups yet).
     pub live: bool,
+    /// Schedules: when the next backups are made (`None`: suspended).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_run: Option<Timestamp>,
+    /// Copies: the source backups it would copy next, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copy_next: Vec<String>,
+    /// Per target (schedules) or destination (copies): retention's verdicts.
     pub targets: Vec<TargetPreview>,
 }
 
@@ -70,78 +81,10 @@ pub struct Deleted {
     pub reason: String,
 }
 
-/// UID standing in for an object not created yet: it would adopt the orphans
-/// of its name like any new object.
-const NEW_OBJECT_UID: &str = "(new object)";
-
-/// Plans `object` (as given: from a file, or as read from the cluster) against
-/// live FSx, as seen by the operator of cluster identity `cluster`. Backups
-/// are owned by the live object of the same namespace and name, if there is
-/// one; the orphans it (or a new object) would adopt count as its own.
-pub async fn schedule<F: FsxApi>(
-    client: Client,
-    fsx: &F,
-    object: &FsxBackupSchedule,
-    default_region: Option<&str>,
-    brake_defaults: Brake,
-    cluster: &str,
-    now: Timestamp,
-) -> Result<Preview, String> {
-    let namespace = object.namespace().unwrap_or_else(|| "default".into());
-    let name = object.name_any();
-    let api: Api<FsxBackupSchedule> = Api::namespaced(client, &namespace);
-    let live = api
-        .get_opt(&name)
-        .await
-        .map_err(|err| format!("cannot read FsxBackupSchedule {namespace}/{name}: {err}"))?;
-    let valid = validate(object, default_region, now).map_err(|err| format!("invalid: {err}"))?;
-    let owner = Owner {
-        uid: live
-            .as_ref()
-            .and_then(ResourceExt::uid)
-            .unwrap_or_else(|| NEW_OBJECT_UID.to_owned()),
-        ..Owner::of(object, cluster)
-    };
-    let ids: Vec<String> = match &valid.targets {
-        Targets::Ids(ids) => ids.iter().map(|t| t.id().to_owned()).collect(),
-        Targets::Selector { .. } => {
-            let file_systems = fsx
-                .describe_file_systems(&valid.region)
-                .await
-                .map_err(|err| err.to_string())?;
-            select_file_systems(&valid.targets, file_systems)
-                .into_iter()
-                .filter(|s| s.problem.is_none())
-                .map(|s| s.id)
-                .collect()
-        }
-    };
-    // Applying a changed spec makes a new generation: the brake judges it as one,
-    // with the approval the object (the manifest, or the live one) carries.
-    let applied = live
-        .as_ref()
-        .and_then(|l| l.status.as_ref())
-        .and_then(|s| s.retention_generation);
-    let generation = match &live {
-        Some(live) => live
-            .metadata
-            .generation
-            .map(|g| g + i64::from(live.spec != object.spec)),
-        None => Some(1),
-    };
-    let check = BrakeCheck::of(brake_defaults, valid.deletion_brake.as_ref(), object);
-    let mut targets = Vec::new();
-    for id in ids {
-        let mut backups = fsx
-            .describe_backups_of(&valid.region, &BackupTarget::from_id(&id))
-            .await
-            .map_err(|err| format!("{id}: {err}"))?;
-        let adopt = simulate_adoption(&mut backups, &owner, KIND, valid.adoption);
-        let plan = valid.retention_plan(now, &backups, &owner.uid);
-        // As the controller does: adopted backups are braked like a new policy.
-        let applied = applied.filter(|_| adopt.is_empty());
-        let held_by_brake = brake::held(&plan, &id, generation, applied, &check);
-        let mut preview = TargetPreview {
+impl TargetPreview {
+    /// The verdicts of `plan` for `id`, with what adoption and the brake say.
+    fn of(id: String, adopt: Vec<String>, plan: Plan, held_by_brake: Option<String>) -> Self {
+        let mut preview = Self {
             id,
             adopt,
             keep: Vec::new(),
@@ -169,22 +112,29 @@ pub async fn schedule<F: FsxApi>(
                 }),
             }
         }
-        targets.push(preview);
+        preview
     }
-    let offset = SignedDuration::try_from(valid.offset).unwrap_or_default();
-    let next_run = now
-        .checked_sub(offset)
-        .ok()
-        .and_then(|t| valid.schedule.next_after(t))
-        .and_then(|t| t.checked_add(offset).ok())
-        .filter(|_| !valid.suspended);
-    Ok(Preview {
-        namespace,
-        name,
-        live: live.is_some(),
-        next_run,
-        targets,
-    })
+}
+
+/// UID standing in for an object not created yet: it would adopt the orphans
+/// of its name like any new object.
+const NEW_OBJECT_UID: &str = "(new object)";
+
+/// The owner `object` would be: the live object's UID, else a new object's.
+fn owner_of<K: kube::Resource>(object: &K, live_uid: Option<String>, cluster: &str) -> Owner {
+    Owner {
+        uid: live_uid.unwrap_or_else(|| NEW_OBJECT_UID.to_owned()),
+        ..Owner::of(object, cluster)
+    }
+}
+
+/// The generation `object` has once applied: the live one's, one more if the
+/// spec changes; 1 for a new object. The brake judges that generation.
+fn generation_after_apply(live: Option<(Option<i64>, bool)>) -> Option<i64> {
+    match live {
+        Some((generation, changed)) => generation.map(|g| g + i64::from(changed)),
+        None => Some(1),
+    }
 }
 
 /// The controller's re-tagging applied to `backups` in memory only; returns
@@ -212,7 +162,8 @@ impl Preview {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "FsxBackupSchedule {}/{}{}",
+            "{} {}/{}{}",
+            self.kind,
             self.namespace,
             self.name,
             if self.live {
@@ -221,11 +172,20 @@ impl Preview {
                 " (not in the cluster: it owns no backups yet)"
             }
         );
-        match self.next_run {
-            Some(at) => {
-                let _ = writeln!(out, "next run: {at}");
+        if self.kind == crate::controller::copy::plan::KIND {
+            let next = if self.copy_next.is_empty() {
+                "nothing".to_owned()
+            } else {
+                self.copy_next.join(", ")
+            };
+            let _ = writeln!(out, "copies next: {next}");
+        } else {
+            match self.next_run {
+                Some(at) => {
+                    let _ = writeln!(out, "next run: {at}");
+                }
+                None => out.push_str("next run: none (suspended)\n"),
             }
-            None => out.push_str("next run: none (suspended)\n"),
         }
         for target in &self.targets {
             let _ = writeln!(
@@ -301,7 +261,8 @@ pub const PREVIEW_TIMEOUT: Duration = Duration::from_mins(2);
 /// `fsx-backup-operator plan`: the command line.
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
-    /// A YAML or JSON manifest of an `FsxBackupSchedule` (e.g. the one in a pull request).
+    /// A YAML or JSON manifest of an `FsxBackupSchedule` or an `FsxBackupCopy`
+    /// (e.g. the one in a pull request); its `kind` says which.
     #[arg(
         long,
         short = 'f',
@@ -309,9 +270,12 @@ pub struct PlanArgs {
         required_unless_present = "name"
     )]
     pub file: Option<std::path::PathBuf>,
-    /// An `FsxBackupSchedule` in the cluster, as it is now.
+    /// An object in the cluster, as it is now (of `--kind`).
     #[arg(long)]
     pub name: Option<String>,
+    /// The kind of `--name`.
+    #[arg(long, default_value = "schedule", value_parser = ["schedule", "copy"])]
+    pub kind: String,
     /// Namespace of `--name`, or of a manifest that names none.
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
@@ -335,48 +299,83 @@ pub async fn run(args: PlanArgs) -> Result<String, String> {
     let client = Client::try_default()
         .await
         .map_err(|err| format!("cannot reach the cluster (kubeconfig): {err}"))?;
-    let object: FsxBackupSchedule = match (&args.file, &args.name) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| format!("{}: {err}", path.display()))?;
-            let mut object: FsxBackupSchedule = serde_saphyr::from_str(&text)
-                .map_err(|err| format!("{}: not an FsxBackupSchedule: {err}", path.display()))?;
-            if object.metadata.namespace.is_none() {
-                object.metadata.namespace = Some(args.namespace.clone());
-            }
-            object
-        }
-        (None, Some(name)) => Api::<FsxBackupSchedule>::namespaced(client.clone(), &args.namespace)
-            .get_opt(name)
-            .await
-            .map_err(|err| {
-                format!(
-                    "cannot read FsxBackupSchedule {}/{name}: {err}",
-                    args.namespace
-                )
-            })?
-            .ok_or_else(|| format!("FsxBackupSchedule {}/{name} not found", args.namespace))?,
+    let object = match (&args.file, &args.name) {
+        (Some(path), _) => read_manifest(path, &args.namespace)?,
+        (None, Some(name)) => read_live(&client, &args.kind, name, &args.namespace).await?,
         (None, None) => return Err("give --file or --name".into()),
     };
     let cluster = crate::identity::resolve(&client, args.cluster_id.as_deref()).await?;
     let (fsx, region) = user_fsx(args.fsx_endpoint_url.clone(), args.region.clone()).await;
-    let preview = tokio::time::timeout(
-        PREVIEW_TIMEOUT,
-        schedule(
-            client,
-            &fsx,
-            &object,
-            region.as_deref(),
-            Brake::default(),
-            &cluster,
-            Timestamp::now(),
-        ),
-    )
+    let (region, now) = (region.as_deref(), Timestamp::now());
+    let preview = tokio::time::timeout(PREVIEW_TIMEOUT, async {
+        match &object {
+            Object::Schedule(s) => {
+                schedule(client, &fsx, s, region, Brake::default(), &cluster, now).await
+            }
+            Object::Copy(c) => copy(client, &fsx, c, region, Brake::default(), &cluster, now).await,
+        }
+    })
     .await
     .map_err(|_| format!("FSx or the cluster did not answer within {PREVIEW_TIMEOUT:?}"))??;
     if args.output == "json" {
         serde_json::to_string_pretty(&preview).map_err(|err| err.to_string())
     } else {
         Ok(preview.to_text())
+    }
+}
+
+/// The object a plan is of.
+enum Object {
+    Schedule(Box<FsxBackupSchedule>),
+    Copy(Box<FsxBackupCopy>),
+}
+
+/// A manifest of either kind, told apart by its `kind`; its namespace, or `namespace`.
+fn read_manifest(path: &std::path::Path, namespace: &str) -> Result<Object, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let what =
+        |err: serde_saphyr::Error, kind: &str| format!("{}: not an {kind}: {err}", path.display());
+    let kind: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|err| what(err, "object"))?;
+    let mut object = match kind["kind"].as_str() {
+        Some("FsxBackupCopy") => {
+            Object::Copy(serde_saphyr::from_str(&text).map_err(|err| what(err, "FsxBackupCopy"))?)
+        }
+        _ => Object::Schedule(
+            serde_saphyr::from_str(&text).map_err(|err| what(err, "FsxBackupSchedule"))?,
+        ),
+    };
+    let meta = match &mut object {
+        Object::Schedule(s) => &mut s.metadata,
+        Object::Copy(c) => &mut c.metadata,
+    };
+    meta.namespace.get_or_insert_with(|| namespace.to_owned());
+    Ok(object)
+}
+
+/// The object `name` of `kind` (`schedule` or `copy`) as it is in the cluster.
+async fn read_live(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+) -> Result<Object, String> {
+    let cannot =
+        |kind: &str, err: kube::Error| format!("cannot read {kind} {namespace}/{name}: {err}");
+    let missing = |kind: &str| format!("{kind} {namespace}/{name} not found");
+    if kind == "copy" {
+        Api::<FsxBackupCopy>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|err| cannot("FsxBackupCopy", err))?
+            .map(|c| Object::Copy(Box::new(c)))
+            .ok_or_else(|| missing("FsxBackupCopy"))
+    } else {
+        Api::<FsxBackupSchedule>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|err| cannot("FsxBackupSchedule", err))?
+            .map(|s| Object::Schedule(Box::new(s)))
+            .ok_or_else(|| missing("FsxBackupSchedule"))
     }
 }
