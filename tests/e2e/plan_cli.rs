@@ -257,3 +257,104 @@ async fn a_plan_of_a_copy_manifest_is_what_the_controller_then_does() {
     })
     .await;
 }
+
+/// The Krew package: a manifest whose sha256 is its archive's, and an archive
+/// that real kubectl finds as the `fsxbackup` plugin once unpacked on the PATH
+/// (what `kubectl krew install` does).
+#[test]
+fn the_krew_package_installs_a_plugin_kubectl_runs() {
+    let out = test_dir("krew-package");
+    let package = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/krew-package.sh"
+    ))
+    .arg(env!("CARGO_BIN_EXE_kubectl-fsxbackup"))
+    .arg(&out)
+    .arg("https://example.test/releases")
+    .output()
+    .expect("run krew-package.sh");
+    assert!(
+        package.status.success(),
+        "{}",
+        String::from_utf8_lossy(&package.stderr)
+    );
+    let manifest: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(out.join("fsxbackup.yaml")).expect("manifest"),
+    )
+    .expect("YAML");
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "fsxbackup");
+    assert_eq!(
+        manifest["spec"]["version"],
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
+    let platform = &manifest["spec"]["platforms"][0];
+    assert_eq!(platform["bin"], "kubectl-fsxbackup");
+    assert_eq!(
+        platform["selector"]["matchLabels"],
+        json!({"os": "linux", "arch": "amd64"})
+    );
+    assert_eq!(
+        platform["uri"],
+        "https://example.test/releases/kubectl-fsxbackup_linux_amd64.tar.gz"
+    );
+    let archive = out.join("kubectl-fsxbackup_linux_amd64.tar.gz");
+    let sum = Command::new("sha256sum")
+        .arg(&archive)
+        .output()
+        .expect("sha256sum");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    assert_eq!(
+        platform["sha256"].as_str(),
+        sum.split_whitespace().next(),
+        "the manifest's sha256 is the archive's"
+    );
+
+    let install = out.join("installed");
+    std::fs::create_dir_all(&install).expect("install dir");
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&install)
+        .output()
+        .expect("tar");
+    assert!(
+        untar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&untar.stderr)
+    );
+    let path = format!(
+        "{}:{}",
+        install.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let listed = Command::new(crate::support::tools_bin().join("kubectl"))
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl plugin list");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("kubectl-fsxbackup"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    let help = Command::new(crate::support::tools_bin().join("kubectl"))
+        .args(["fsxbackup", "--help"])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl fsxbackup");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    for command in ["status", "run-now", "plan", "backups", "orphans"] {
+        assert!(text.contains(command), "{command} missing from:\n{text}");
+    }
+}
