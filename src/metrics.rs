@@ -302,6 +302,7 @@ impl Metrics {
             &self.backups_failed,
             &self.backups_deleted,
             &self.missed_runs,
+            &self.backups_adopted,
         ] {
             family.remove(&labels);
         }
@@ -321,6 +322,7 @@ impl Metrics {
             &self.copies_completed,
             &self.copies_failed,
             &self.copies_deleted,
+            &self.copies_adopted,
         ] {
             family.remove(&labels);
         }
