@@ -144,7 +144,7 @@ async fn describe_reads_every_page_whatever_the_order() {
 
     let listed = s
         .fsx
-        .describe_backups_of(EAST, &BackupTarget::FileSystem(fs))
+        .describe_backups_of(EAST, &BackupTarget::FileSystem(fs.clone()))
         .await
         .expect("describe");
     let mut ids: Vec<_> = listed.iter().map(|b| b.id.clone()).collect();
@@ -176,6 +176,41 @@ async fn describe_reads_every_page_whatever_the_order() {
         .expect("by ids");
     assert_eq!(by_ids.found.len(), 2);
     assert_eq!(by_ids.missing, ["backup-0000000000000dead"]);
+
+    // The stray scan's listing: every user-initiated backup of the Region,
+    // all pages, any target; none of the automatic ones.
+    let user = [
+        seed_backup(&s.emulator, &fs, BackupType::UserInitiated),
+        seed_backup(&s.emulator, &other, BackupType::UserInitiated),
+        seed_backup(&s.emulator, &other, BackupType::UserInitiated),
+    ];
+    let listed = s
+        .fsx
+        .describe_user_backups(EAST)
+        .await
+        .expect("user backups");
+    let mut ids: Vec<_> = listed.iter().map(|b| b.id.clone()).collect();
+    ids.sort();
+    let mut expected = user.to_vec();
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Adoption's re-tag, by the ARN the listing reports.
+    let arn = listed[0].arn.clone().expect("arn");
+    let tags = BTreeMap::from([("fsxbackup.io/cluster".to_owned(), "c1".to_owned())]);
+    s.fsx.tag_backup(EAST, &arn, &tags).await.expect("tag");
+    let after = s
+        .fsx
+        .describe_backups_by_ids(EAST, std::slice::from_ref(&listed[0].id))
+        .await
+        .expect("by id");
+    assert_eq!(
+        after.found[0]
+            .tags
+            .get("fsxbackup.io/cluster")
+            .map(String::as_str),
+        Some("c1")
+    );
 }
 
 #[tokio::test]

@@ -125,6 +125,26 @@ async fn create_describe_tag_delete_against_moto() {
         .expect("ListTagsForResource");
     assert_eq!(listed_tags.tags().len(), tags.len());
 
+    // Adoption's re-tag: TagResource by the ARN the boundary reports.
+    assert_eq!(ours.arn.as_deref(), Some(arn.as_str()));
+    let retag = BTreeMap::from([("fsxbackup.io/cluster".to_owned(), "smoke".to_owned())]);
+    fsx.tag_backup(REGION, &arn, &retag)
+        .await
+        .expect("TagResource");
+    let listed_tags = raw
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("ListTagsForResource");
+    assert!(
+        listed_tags
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("fsxbackup.io/cluster") && t.value() == Some("smoke")),
+        "{listed_tags:?}"
+    );
+
     assert_eq!(
         fsx.delete_backup(REGION, &backup.id)
             .await
