@@ -209,23 +209,45 @@ pub async fn run<F: FsxApi>(
     }
 }
 
+/// The operator's backups per Region and the objects that own them. The
+/// objects are listed again after the backups (and both listings count as
+/// live), so an object created meanwhile never makes its first backups look
+/// stray; one deleted meanwhile is seen at the next scan.
+pub async fn gather<F: FsxApi>(
+    client: &kube::Client,
+    fsx: &F,
+    namespaces: &[String],
+    extra_region: Option<String>,
+) -> Result<(Vec<(String, Vec<Backup>)>, Live), String> {
+    let listed = |err: kube::Error| format!("cannot list schedules and copies: {err}");
+    let before = live(client, namespaces).await.map_err(listed)?;
+    let mut regions = before.regions.clone();
+    regions.extend(extra_region);
+    let mut backups = Vec::new();
+    for region in regions {
+        let found = fsx
+            .describe_user_backups(&region)
+            .await
+            .map_err(|err| format!("{region}: {err}"))?;
+        backups.push((region, found));
+    }
+    let mut after = live(client, namespaces).await.map_err(listed)?;
+    after.uids.extend(before.uids);
+    Ok((backups, after))
+}
+
 async fn scan<F: FsxApi>(
     ctx: &Context<F>,
     namespaces: &[String],
 ) -> Result<BTreeMap<String, i64>, String> {
-    let mut live = live(&ctx.client, namespaces)
-        .await
-        .map_err(|err| format!("cannot list schedules and copies: {err}"))?;
-    live.regions.extend(ctx.settings.default_region.clone());
-    let mut backups = Vec::new();
-    for region in &live.regions {
-        backups.extend(
-            ctx.fsx
-                .describe_user_backups(region)
-                .await
-                .map_err(|err| err.to_string())?,
-        );
-    }
+    let (by_region, live) = gather(
+        &ctx.client,
+        &ctx.fsx,
+        namespaces,
+        ctx.settings.default_region.clone(),
+    )
+    .await?;
+    let backups: Vec<Backup> = by_region.into_iter().flat_map(|(_, b)| b).collect();
     let found = find(&backups, &ctx.settings.cluster_id, &live);
     let mut counts = per_namespace(&found);
     if !namespaces.is_empty() {
@@ -257,12 +279,9 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
         .await
         .map_err(|err| format!("cannot reach the cluster (kubeconfig): {err}"))?;
     let cluster = crate::identity::resolve(&client, args.cluster_id.as_deref()).await?;
-    let mut live = live(&client, &[])
-        .await
-        .map_err(|err| format!("cannot list schedules and copies: {err}"))?;
     let (fsx, region) = crate::preview::user_fsx(args.fsx_endpoint_url, args.region).await;
-    live.regions.extend(region);
-    if live.regions.is_empty() {
+    let (by_region, live) = gather(&client, &fsx, &[], region).await?;
+    if by_region.is_empty() {
         return Err("no Region to scan: give --region or set AWS_REGION".into());
     }
     let mut out = format!(
@@ -270,12 +289,8 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
         "REGION", "BACKUP", "ORPHAN", "OWNER", "OWNER UID", "CREATED"
     );
     let (mut strays, mut untagged) = (0, 0);
-    for region in &live.regions {
-        let backups = fsx
-            .describe_user_backups(region)
-            .await
-            .map_err(|err| format!("{region}: {err}"))?;
-        for found in find(&backups, &cluster, &live) {
+    for (region, backups) in &by_region {
+        for found in find(backups, &cluster, &live) {
             if found.orphan == Orphan::Untagged {
                 untagged += 1;
             } else {
