@@ -72,6 +72,20 @@ PY
   install -m 0755 "$work/helm" "$BIN/helm"
 }
 
+# The health peer (tests/peers/health): kstatus, Argo CD's Lua runtime and the
+# PromQL parser, from their upstream Go modules. Rebuilt when its source changes.
+build_health_peer() {
+  local src; src="$(cd "$(dirname "$0")/.." && pwd)/tests/peers/health"
+  local stamp; stamp="$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-16)"
+  if [[ -x "$BIN/health-peer" && "$(cat "$BIN/health-peer.stamp" 2>/dev/null)" == "$stamp" ]]; then return; fi
+  command -v go >/dev/null || { log "Go is required to build the health peer"; exit 1; }
+  log "building the health peer (kstatus, gopher-lua, PromQL) from the Go module proxy"
+  local work="$SCRATCH/health-peer"; cp -r "$src" "$work"
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$BIN/health-peer.tmp" .)
+  mv "$BIN/health-peer.tmp" "$BIN/health-peer"
+  echo "$stamp" > "$BIN/health-peer.stamp"
+}
+
 # moto's server in its own venv; bin/moto_server points into it.
 install_moto() {
   if [[ -x "$BIN/moto_server" ]]; then return; fi
@@ -86,5 +100,6 @@ install_moto() {
 build_control_plane
 install_kubectl_helm
 install_moto
-for t in etcd kube-apiserver kubectl helm moto_server; do [[ -x "$BIN/$t" ]] || { log "missing $t"; exit 1; }; done
+build_health_peer
+for t in etcd kube-apiserver kubectl helm moto_server health-peer; do [[ -x "$BIN/$t" ]] || { log "missing $t"; exit 1; }; done
 echo "$BIN"
