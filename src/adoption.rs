@@ -5,9 +5,9 @@
 //! Rules, in order (only `USER_INITIATED`, not `DELETED`, tagged
 //! `managed-by: fsx-backup-operator` backups are looked at; others are [`Standing::Other`]):
 //! - its owner UID is this object's: [`Standing::Owned`]. Ownership is the UID
-//!   (unique across clusters); a missing or out-of-date cluster tag is set to
-//!   this cluster's identity, which is how backups made before the tag existed
-//!   get it ([`Standing::OwnedUntagged`]).
+//!   (unique across clusters); a missing cluster tag is set to this cluster's
+//!   identity, which is how backups made before the tag existed get it
+//!   ([`Standing::OwnedUntagged`]). Another cluster tag is left alone.
 //! - its owner tag names this object (namespace/Kind/name), its UID is another
 //!   (that object no longer exists: a live object's name is unique, and this
 //!   one has it), and its cluster tag is this cluster's: an orphan of this
@@ -33,8 +33,7 @@ use crate::ownership::{
 pub enum Standing {
     /// This object's, with this cluster's tag.
     Owned,
-    /// This object's, without this cluster's tag (made before identities, or
-    /// before `--cluster-id` changed).
+    /// This object's, without a cluster tag (made before identities).
     OwnedUntagged,
     /// Made in this cluster by an earlier object of the same name, UID `from_uid`.
     Orphan { from_uid: String },
@@ -59,10 +58,13 @@ pub fn standing(backup: &Backup, owner: &Owner, kind: &str) -> Standing {
     let tag = |key: &str| backup.tags.get(key).map(String::as_str);
     let cluster = tag(CLUSTER_KEY);
     if tag(OWNER_UID_KEY) == Some(owner.uid.as_str()) {
-        return if cluster == Some(owner.cluster.as_str()) {
-            Standing::Owned
-        } else {
+        // Another cluster tag on our UID (a cluster restored from another's
+        // etcd, or `--cluster-id` changed) is left as it is: still ours by UID,
+        // never re-tagged back and forth between clusters.
+        return if cluster.is_none() {
             Standing::OwnedUntagged
+        } else {
+            Standing::Owned
         };
     }
     if tag(OWNER_KEY) != Some(owner.label(kind).as_str()) {
@@ -183,7 +185,7 @@ mod tests {
         );
         assert_eq!(
             standing(&backup("b3", "uid-new", Some("old-name")), &o, KIND),
-            Standing::OwnedUntagged
+            Standing::Owned
         );
         assert_eq!(
             standing(&backup("b4", "uid-old", Some("prod")), &o, KIND),

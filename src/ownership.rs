@@ -42,6 +42,18 @@ pub const RESERVED_KEYS: [&str; 8] = [
     ADOPTED_FROM_KEY,
 ];
 
+/// FSx's limit of tags on one resource.
+pub const FSX_MAX_TAGS: usize = 50;
+
+/// Drops the cluster tag when `tags` would exceed FSx's limit (an object with
+/// 45 tags of its own, allowed before the cluster tag existed): the backup is
+/// still made and owned by its UID, only not adoptable after a rebuild.
+pub fn fit_tags(tags: &mut BTreeMap<String, String>) {
+    if tags.len() > FSX_MAX_TAGS {
+        tags.remove(CLUSTER_KEY);
+    }
+}
+
 /// The object backups are made for, and the cluster it lives in: everything
 /// the ownership tags say.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -93,8 +93,13 @@ pub async fn retag<F: FsxApi>(
             }
             Err(err) => {
                 tracing::warn!(backup = %backup_id, error = %err, "re-tag failed");
-                done.failed = Some(err);
-                break;
+                // One backup FSx refuses (e.g. no room for more tags) must not
+                // stop the others; a transient failure ends this pass.
+                let transient = !matches!(err, FsxError::UserAction { .. });
+                done.failed.get_or_insert(err);
+                if transient {
+                    break;
+                }
             }
         }
     }

@@ -20,9 +20,9 @@ pub const VOLUME_ID_PATTERN: &str = r"^fsvol-[0-9a-f]{17,21}$";
 pub const BACKUP_ID_PATTERN: &str = r"^backup-[0-9a-f]{8,21}$";
 /// A duration such as `30s`, `10m`, `6h`, `7d`, `2w` or `1h30m`.
 pub const DURATION_PATTERN: &str = crate::duration::DURATION_PATTERN;
-/// FSx allows 50 tags per resource; the operator sets up to seven of its own
-/// (an adopted backup carries the cluster and adopted-from tags too).
-pub const MAX_USER_TAGS: usize = 43;
+/// FSx allows 50 tags per resource; the operator sets five of its own, and
+/// the cluster tag when there is room for it (`ownership::fit_tags`).
+pub const MAX_USER_TAGS: usize = 45;
 
 /// What happens to the backups an object made when the object is deleted.
 #[derive(

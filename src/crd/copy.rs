@@ -45,7 +45,7 @@ pub struct FsxBackupCopySpec {
     pub copy_tags: Option<bool>,
     /// Extra tags on every copy, with the same limits as on schedules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 43, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
     #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// How long to keep the copies in the destination (follow mode). Omitted: keep every copy.

@@ -75,11 +75,11 @@ pub struct FsxBackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub backup_name: Option<String>,
-    /// Extra tags on every backup: at most 43 (FSx allows 50; the operator
-    /// sets up to seven), keys 1–128 characters without `aws:` or `fsxbackup.io/`
+    /// Extra tags on every backup: at most 45 (FSx allows 50; the operator
+    /// sets five, and its cluster tag when there is room), keys 1–128 characters without `aws:` or `fsxbackup.io/`
     /// prefixes and not `Name`, values at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 43, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
+    #[schemars(extend("maxProperties" = 45, "additionalProperties" = {"type": "string", "maxLength": 256, "pattern": super::common::TAG_VALUE_PATTERN}))]
     #[x_kube(validation = kube::core::Rule::new(TAG_RULES).message("tag keys must be 1-128 letters, digits, spaces or _.:/=+-@, not start with aws: or fsxbackup.io/, not be Name"))]
     pub tags: Option<Tags>,
     /// What happens to this object's backups when it is deleted: `Retain` (default) or `Delete`.

@@ -15,7 +15,7 @@ use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::copy::in_destination;
 use crate::controller::copy::plan::{KIND, Work};
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
-use crate::fsx::{BackupTarget, FsxApi};
+use crate::fsx::{BackupTarget, FsxApi, FsxError};
 use crate::retention;
 use crate::validate::copy::{Source, validate};
 use crate::validate::schedule::{self as schedule_spec, target_ids};
@@ -68,10 +68,15 @@ pub async fn copy<F: FsxApi>(
             let schedule_uid = schedule.uid().unwrap_or_default();
             let mut sources = Vec::new();
             for target in target_ids(&schedule) {
-                let backups = fsx
+                let backups = match fsx
                     .describe_backups_of(&spec.region, &BackupTarget::from_id(target.as_str()))
                     .await
-                    .map_err(|err| format!("{target}: {err}"))?;
+                {
+                    Ok(backups) => backups,
+                    // As the controller: the schedule reports its own missing targets.
+                    Err(FsxError::UserAction { .. }) => continue,
+                    Err(err) => return Err(format!("{target}: {err}")),
+                };
                 sources.extend(spec.backups_it_keeps(now, backups, &schedule_uid));
                 if !targets.contains(&target) {
                     targets.push(target);
@@ -80,12 +85,17 @@ pub async fn copy<F: FsxApi>(
             work.follow(now, &valid, sources);
         }
     }
+    for target in &work.status.source_targets {
+        if !targets.contains(target) {
+            targets.push(target.clone());
+        }
+    }
     let destination = &valid.destination_region;
     let mut copies = in_destination(fsx, destination, &targets)
         .await
         .map_err(|err| format!("{destination}: {err}"))?;
     let adopt = simulate_adoption(&mut copies, &owner, KIND, valid.adoption);
-    if previous.is_none_or(|s| s.copies.is_empty() && s.copied_through.is_none()) {
+    if work.never_copied() {
         work.found_in_destination(&copies, &owner.uid);
     }
     let mut previews = Vec::new();

@@ -148,7 +148,7 @@ pub fn user_tags(
     let tags = tags.cloned().unwrap_or_default();
     if tags.len() > MAX_USER_TAGS {
         return Err(format!(
-            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets up to 7)",
+            "spec.tags has {} tags; at most {MAX_USER_TAGS} (FSx allows 50, the operator sets 5)",
             tags.len()
         ));
     }

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::support::operator::eventually;
-use crate::support::world::{REGION, WAIT, World, events_with, metrics_text, tag};
+use crate::support::world::{REGION, WAIT, World, condition_of, events_with, metrics_text, tag};
 use fsx_backup_operator::crd::FsxBackupCopy;
 use fsx_emulator::{BackupLifecycle, BackupSeed, BackupType, FileSystemType, Timing};
 use kube::ResourceExt;
@@ -214,6 +214,59 @@ async fn a_recreated_copy_adopts_its_copies_and_copies_nothing_twice() {
             assert_eq!(tag(copy, "fsxbackup.io/cluster"), Some(CLUSTER), "{}", copy.id);
         }
         events_with(&world.client, &namespace, "dr", &[("BackupsAdopted", 1)]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn adopted_backups_are_pruned_only_through_the_deletion_brake() {
+    crate::support::with_namespace("adopt-brake", |client, namespace| async move {
+        let world = World::with_args(client, namespace.clone(), &["--cluster-id", CLUSTER]).await;
+        world.emulator.set_timing(Timing { create_duration: Duration::from_millis(300), copy_duration: Duration::from_secs(1) });
+        let fs = world.file_system(FileSystemType::Windows);
+        world
+            .create("nightly", json!({"target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "retention": {"maxCount": 1}}))
+            .await;
+        // The policy is applied (nothing to prune) before any orphan shows up.
+        let applied = world.until("nightly", "retention applied", |o| o.status.as_ref().is_some_and(|s| s.retention_generation == Some(1))).await;
+        assert_eq!(applied.metadata.generation, Some(1));
+        // Orphans of this name appear later (e.g. tagged with this cluster by hand).
+        let owner = format!("{namespace}/FsxBackupSchedule/nightly");
+        for days in 1..=3u64 {
+            world
+                .emulator
+                .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                    .creation_time(SystemTime::now() - Duration::from_secs(days * 86_400))
+                    .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                    .tag("fsxbackup.io/owner", &owner)
+                    .tag("fsxbackup.io/owner-uid", "uid-of-an-earlier-object")
+                    .tag("fsxbackup.io/cluster", CLUSTER))
+                .expect("seed");
+        }
+        // A run lists the target again: 3 adopted + 1 new, maxCount 1 would delete 3 of 4.
+        let api = world.api();
+        let run_now = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": "adopt-1"}}});
+        api.patch("nightly", &PatchParams::default(), &Patch::Merge(&run_now)).await.expect("run-now");
+        let held = world
+            .until("nightly", "Stalled DeletionHeld", |o| {
+                o.status.as_ref().and_then(|s| condition_of(&s.conditions, "Stalled")) == Some(("True".into(), "DeletionHeld".into()))
+            })
+            .await;
+        assert_eq!(held.status.as_ref().and_then(|s| s.retention_generation), None);
+        // Still held later (other reconciles do not release it), nothing deleted.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(world.calls("DeleteBackup"), 0);
+        let still = world.get("nightly").await;
+        assert_eq!(still.status.as_ref().and_then(|s| condition_of(&s.conditions, "Stalled")), Some(("True".into(), "DeletionHeld".into())));
+
+        let approve = json!({"metadata": {"annotations": {"fsxbackup.io/approve-deletions": "1"}}});
+        api.patch("nightly", &PatchParams::default(), &Patch::Merge(&approve)).await.expect("approve");
+        world
+            .until("nightly", "pruned to one", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(1)
+            })
+            .await;
+        assert_eq!(world.calls("DeleteBackup"), 3);
     })
     .await;
 }

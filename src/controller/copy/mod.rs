@@ -141,12 +141,6 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         let ctx = &*self.ctx;
         let key = ObjectKey::of(object);
         let owner = Owner::of(object, &ctx.settings.cluster_id);
-        // No record of any copy: a new object (perhaps re-created with Retain'd
-        // copies in the destination) or a status rebuilt from nothing.
-        let no_history = object
-            .status
-            .as_ref()
-            .is_none_or(|s| s.copies.is_empty() && s.copied_through.is_none());
         let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
@@ -168,7 +162,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                 .unwrap_or_else(|| valid.destination_region.clone()),
         };
         let mut may_copy = true;
-        if no_history && !work.queued().is_empty() {
+        if work.never_copied() && !work.queued().is_empty() {
             may_copy = self.look_in_destination(&mut work, &valid, &owner).await;
         }
         self.poll(&mut work, &valid, &key, now).await;
@@ -353,6 +347,9 @@ impl<F: FsxApi> CopyReconciler<F> {
         let what = format!("copies in {destination}");
         work.effects
             .extend(retagged.effects(Counter::CopiesAdopted, plan::KIND, &what));
+        if retagged.any_adopted() {
+            work.adopted();
+        }
         work.found_in_destination(&copies, &owner.uid);
         true
     }
@@ -461,9 +458,12 @@ impl<F: FsxApi> CopyReconciler<F> {
         let what = format!("copies in {destination}");
         work.effects
             .extend(retagged.effects(Counter::CopiesAdopted, plan::KIND, &what));
+        if retagged.any_adopted() {
+            work.adopted();
+        }
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
         let mut deleted = Vec::new();
-        if work.hold_deletions(destination, &plan, check, retagged.any_adopted()) {
+        if work.hold_deletions(destination, &plan, check) {
             tracing::warn!(destination, "copy deletions held by the deletion brake");
             return work.pruned(now, destination, &plan, &copies, &deleted);
         }

@@ -16,7 +16,7 @@ use crate::crd::copy::{CopyStatus, FsxBackupCopyStatus};
 use crate::fsx::{Backup, BackupsById, CopyBackupRequest, FsxError, Lifecycle};
 use crate::naming::copy_token;
 pub use crate::ownership::Owner;
-use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, is_owned_by};
+use crate::ownership::{NAME_KEY, SOURCE_BACKUP_KEY, fit_tags, is_owned_by};
 use crate::retention::{self, Verdict};
 use crate::validate::{Source, ValidCopy};
 
@@ -294,7 +294,14 @@ impl Work {
     /// ignored, so that source is copied anew.
     pub fn found_in_destination(&mut self, copies: &[Backup], uid: &str) {
         for copy in copies.iter().filter(|c| is_owned_by(c, uid)) {
-            let alive = copy.lifecycle == Lifecycle::Available || copy.lifecycle.in_progress();
+            let alive = matches!(
+                copy.lifecycle,
+                Lifecycle::Available
+                    | Lifecycle::Creating
+                    | Lifecycle::Transferring
+                    | Lifecycle::Pending
+                    | Lifecycle::Copying
+            );
             let Some(source) = copy.tags.get(SOURCE_BACKUP_KEY).filter(|_| alive) else {
                 continue;
             };
@@ -314,6 +321,25 @@ impl Work {
             }
             CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
         }
+    }
+
+    /// Copies were adopted: they are new to the policy, so retention counts as
+    /// not applied yet and the deletion brake judges their pruning (in this and
+    /// every later reconcile) until a pass deletes within its limits or the
+    /// generation is approved.
+    pub fn adopted(&mut self) {
+        self.status.retention_generation = None;
+    }
+
+    /// No copy was ever started: the destination may hold copies this object
+    /// does not know of yet (a re-created object's, or a status rebuilt from nothing).
+    pub fn never_copied(&self) -> bool {
+        self.status.copied_through.is_none()
+            && self
+                .status
+                .copies
+                .iter()
+                .all(|c| c.destination_backup_id.is_none())
     }
 
     /// Queued copies, oldest source first.
@@ -458,11 +484,9 @@ impl Work {
         destination: &str,
         plan: &retention::Plan,
         check: &BrakeCheck,
-        adopted: bool,
     ) -> bool {
         let what = format!("copies in {destination}");
-        // Adopted copies are new to this policy: their first pruning is braked.
-        let applied = self.status.retention_generation.filter(|_| !adopted);
+        let applied = self.status.retention_generation;
         let Some(message) = brake::held(plan, &what, self.generation, applied, check) else {
             return false;
         };
@@ -595,6 +619,7 @@ pub fn copy_request(
     // Last, so they win over the source's tags that `copyTags` brings along.
     tags.extend(owner.tags(KIND));
     tags.insert(SOURCE_BACKUP_KEY.into(), source.to_owned());
+    fit_tags(&mut tags);
     CopyBackupRequest {
         source_backup_id: source.to_owned(),
         source_region: source_region.to_owned(),

@@ -500,7 +500,7 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
         work.retention_wanted(false),
         "a policy not applied yet is retention due"
     );
-    assert!(work.hold_deletions(DESTINATION, &plan, &check(Some(1)), false));
+    assert!(work.hold_deletions(DESTINATION, &plan, &check(Some(1))));
     work.pruned(now, DESTINATION, &plan, &copies, &[]);
     let applied = finish(work, &valid, now);
     assert!(
@@ -511,7 +511,7 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
     assert_eq!(applied.status.retention_generation, Some(1));
 
     let mut work = Work::start(Some(&status), Some(2));
-    assert!(!work.hold_deletions(DESTINATION, &plan, &check(Some(2)), false));
+    assert!(!work.hold_deletions(DESTINATION, &plan, &check(Some(2))));
     let deleted: Vec<(String, Result<(), FsxError>)> = (0..5)
         .map(|h| (format!("backup-0000000{h}"), Ok(())))
         .collect();

@@ -216,9 +216,12 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         .await;
         work.effects
             .extend(retagged.effects(Counter::BackupsAdopted, plan::KIND, target));
+        if retagged.any_adopted() {
+            work.adopted();
+        }
         let plan = valid.retention_plan(now, &backups, uid);
         let mut deleted = Vec::new();
-        if work.hold_deletions(target, &plan, check, retagged.any_adopted()) {
+        if work.hold_deletions(target, &plan, check) {
             tracing::warn!(target, "deletions held by the deletion brake");
             return work.pruned(target, &plan, &deleted);
         }

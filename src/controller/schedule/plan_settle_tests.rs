@@ -317,7 +317,7 @@ fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_gener
     for approved in [None, Some(1)] {
         let mut work = Work::start(Some(&status), Some(2));
         assert!(
-            work.hold_deletions(target, &plan, &check(approved), false),
+            work.hold_deletions(target, &plan, &check(approved)),
             "approval of {approved:?}"
         );
         work.pruned(target, &plan, &[]);
@@ -344,7 +344,7 @@ fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_gener
 
     // Approved for generation 2: deleted, and generation 2 is the applied policy.
     let mut work = Work::start(Some(&status), Some(2));
-    assert!(!work.hold_deletions(target, &plan, &check(Some(2)), false));
+    assert!(!work.hold_deletions(target, &plan, &check(Some(2))));
     let deleted: Vec<(String, Result<(), FsxError>)> = (0..5)
         .map(|h| (format!("backup-0000000{h}"), Ok(())))
         .collect();
@@ -358,9 +358,21 @@ fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_gener
     routine.observed_generation = Some(2);
     let mut work = Work::start(Some(&routine), Some(2));
     assert!(!work.retention_pending());
-    assert!(!work.hold_deletions(target, &plan, &check(None), false));
-    // ... unless the listing just adopted backups: their first pruning is braked.
-    assert!(work.hold_deletions(target, &plan, &check(None), true));
+    assert!(!work.hold_deletions(target, &plan, &check(None)));
+    // ... unless backups were adopted: retention counts as not applied, so the
+    // brake judges it, and keeps judging it in later reconciles while it holds.
+    work.adopted();
+    assert!(work.hold_deletions(target, &plan, &check(None)));
+    let applied = work.finish(now, &valid, PACE);
+    assert_eq!(applied.status.retention_generation, None);
+    let mut later = applied.status.clone();
+    later.observed_generation = Some(2);
+    let mut work = Work::start(Some(&later), Some(2));
+    assert!(work.retention_pending());
+    assert!(work.hold_deletions(target, &plan, &check(None)));
+    // The approval of the generation releases it.
+    let mut work = Work::start(Some(&later), Some(2));
+    assert!(!work.hold_deletions(target, &plan, &check(Some(2))));
 
     // A small change passes: 1 of 6 is under both limits.
     let keep_five = hourly(json!({"retention": {"maxCount": 5}}));
@@ -372,5 +384,5 @@ fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_gener
         UID,
     );
     let mut work = Work::start(Some(&status), Some(2));
-    assert!(!work.hold_deletions(target, &small, &check(None), false));
+    assert!(!work.hold_deletions(target, &small, &check(None)));
 }

@@ -21,16 +21,14 @@ impl Work {
     }
 
     /// Step 6, before deleting: whether the deletions `plan` makes for
-    /// `target_id` must wait for approval. Backups `adopted` in this listing
-    /// are new to the policy, so their first pruning is braked like a new policy's.
+    /// `target_id` must wait for approval.
     pub fn hold_deletions(
         &mut self,
         target_id: &str,
         plan: &retention::Plan,
         check: &BrakeCheck,
-        adopted: bool,
     ) -> bool {
-        let applied = self.status.retention_generation.filter(|_| !adopted);
+        let applied = self.status.retention_generation;
         let Some(message) = brake::held(plan, target_id, self.generation, applied, check) else {
             return false;
         };
@@ -38,6 +36,14 @@ impl Work {
             .extend(brake::announce(&self.status.conditions, &message));
         self.retention.held.push((target_id.to_owned(), message));
         true
+    }
+
+    /// Backups were adopted: new to the policy, so retention counts as not
+    /// applied and the brake judges every target's pruning (now and in later
+    /// reconciles) until a pass deletes within its limits or the generation is
+    /// approved.
+    pub fn adopted(&mut self) {
+        self.status.retention_generation = None;
     }
 
     pub(super) fn is_held(&self, target_id: &str) -> bool {

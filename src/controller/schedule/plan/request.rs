@@ -6,6 +6,7 @@ use super::{
     Reason, SCHEDULED_TIME_KEY, Selected, Targets, Timestamp, ValidSchedule, render_backup_name,
     run_now_token, scheduled_backup_token,
 };
+use crate::ownership::fit_tags;
 
 /// The file systems a selector matches now, and those it matches but cannot back up.
 pub fn select_file_systems(targets: &Targets, file_systems: Vec<FileSystem>) -> Vec<Selected> {
@@ -85,6 +86,7 @@ pub fn backup_request(
     };
     tags.insert(SCHEDULED_TIME_KEY.into(), scheduled);
     tags.insert(NAME_KEY.into(), name);
+    fit_tags(&mut tags);
     let client_request_token = match run_now {
         Some(nonce) => run_now_token(&owner.uid, target_id, nonce, time),
         None => scheduled_backup_token(&owner.uid, target_id, time),
