@@ -1,4 +1,6 @@
-//! Status conditions as kstatus (Flux, Argo CD, `kubectl wait`) reads them:
+//! Status conditions as kstatus (Flux, Argo CD, `kubectl wait`) reads them
+//! (the health contract in the README: Ready, Reconciling or Stalled, never
+//! `Ready=False` alone):
 //! `Ready`, `Reconciling` and `Stalled`, each always present, with
 //! `lastTransitionTime` moving only when a condition's status flips, so a
 //! reconcile that learns nothing new produces an identical status.
@@ -28,7 +30,7 @@ pub enum Reason {
     WaitingForSchedule,
     WaitingForSource,
     WaitingForCopySlot,
-    // Degraded
+    // Ready, with what went wrong in the last run (RPO still met)
     BackupFailed,
     MissedSchedule,
     NoTargets,
@@ -39,6 +41,8 @@ pub enum Reason {
     TargetNotBackupable,
     SourceNotFound,
     SourceFailed,
+    /// A target's newest recovery point is older than the RPO.
+    RPOBreached,
     /// A spec change would delete more backups at once than the deletion brake
     /// allows: nothing is deleted until that generation is approved.
     DeletionHeld,
@@ -70,13 +74,14 @@ impl Reason {
             Self::SourceNotFound => "SourceNotFound",
             Self::SourceFailed => "SourceFailed",
             Self::DeletionHeld => "DeletionHeld",
+            Self::RPOBreached => "RPOBreached",
             Self::UserAction(reason) => reason.as_str(),
         }
     }
 
     /// The reason stored in status as text, read back (unknown text: `None`).
     pub fn parse(text: &str) -> Option<Self> {
-        const PLAIN: [Reason; 20] = [
+        const PLAIN: [Reason; 21] = [
             Reason::Scheduled,
             Reason::BackupCreated,
             Reason::Suspended,
@@ -97,12 +102,46 @@ impl Reason {
             Reason::SourceNotFound,
             Reason::SourceFailed,
             Reason::DeletionHeld,
+            Reason::RPOBreached,
         ];
         PLAIN
             .into_iter()
             .find(|r| r.as_str() == text)
             .or_else(|| UserActionReason::parse(text).map(Self::UserAction))
     }
+}
+
+/// How long something a person may still be about to fix (a target or a
+/// followed schedule not found yet, a selector matching nothing) is reported
+/// as in progress before it is `Stalled`.
+pub const NOT_FOUND_GRACE: std::time::Duration = std::time::Duration::from_mins(2);
+
+/// Problems given [`NOT_FOUND_GRACE`] before they stall: what was not found
+/// may be about to appear (a file system being created, a schedule applied
+/// after its copy by a GitOps sync).
+pub fn has_grace(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::NoTargets
+            | Reason::WaitingForSchedule
+            | Reason::UserAction(UserActionReason::TargetNotFound)
+    )
+}
+
+/// Whether a problem with `reason` is still within [`NOT_FOUND_GRACE`] at
+/// `now`: it is new, or the previous `Reconciling=True` with that reason
+/// started less than the grace ago. Returns when the grace ends.
+pub fn grace_ends(
+    previous: &[Condition],
+    reason: Reason,
+    now: jiff::Timestamp,
+) -> Option<jiff::Timestamp> {
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == reason.as_str())
+        .map_or(now, |c| c.last_transition_time.0);
+    let grace = jiff::SignedDuration::try_from(NOT_FOUND_GRACE).unwrap_or_default();
+    since.checked_add(grace).ok().filter(|end| *end > now)
 }
 
 /// The one-line health of an object, turned into the three conditions.
@@ -114,9 +153,6 @@ pub enum Health {
     /// (retrying a transient error, waiting for a copy slot):
     /// `Reconciling=True`, `Ready=False`.
     Progressing { reason: Reason, message: String },
-    /// Something went wrong that the next run may fix (a backup failed, a run
-    /// was missed): `Ready=False` with neither `Reconciling` nor `Stalled`.
-    Degraded { reason: Reason, message: String },
     /// Needs a person (invalid spec, access denied, target not found):
     /// `Stalled=True`, `Ready=False`.
     Stalled { reason: Reason, message: String },
@@ -135,12 +171,6 @@ impl Health {
             message: message.into(),
         }
     }
-    pub fn degraded(reason: Reason, message: impl Into<String>) -> Self {
-        Self::Degraded {
-            reason,
-            message: message.into(),
-        }
-    }
     pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self::Stalled {
             reason,
@@ -152,7 +182,6 @@ impl Health {
         match self {
             Self::Ready { reason, .. }
             | Self::Progressing { reason, .. }
-            | Self::Degraded { reason, .. }
             | Self::Stalled { reason, .. } => reason.as_str(),
         }
     }
@@ -161,7 +190,6 @@ impl Health {
         match self {
             Self::Ready { message, .. }
             | Self::Progressing { message, .. }
-            | Self::Degraded { message, .. }
             | Self::Stalled { message, .. } => message,
         }
     }
@@ -181,7 +209,6 @@ impl Health {
         let (ready, reconciling, stalled) = match self {
             Self::Ready { .. } => (true, false, false),
             Self::Progressing { .. } => (false, true, false),
-            Self::Degraded { .. } => (false, false, false),
             Self::Stalled { .. } => (false, false, true),
         };
         let make = |type_: &str, status: bool, reason: &str, message: &str| {
@@ -244,10 +271,6 @@ mod tests {
             (
                 Health::progressing(Reason::WaitingForCopySlot, "queued"),
                 ["False", "True", "False"],
-            ),
-            (
-                Health::degraded(Reason::BackupFailed, "failed"),
-                ["False", "False", "False"],
             ),
             (
                 Health::stalled(Reason::InvalidSpec, "bad cron"),

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod ownership;
 pub mod preview;
 pub mod retention;
+pub mod rpo;
 pub mod schedule;
 pub mod strays;
 pub mod telemetry;

@@ -96,6 +96,26 @@ pub struct Metrics {
     pub backups_adopted: Family<ScheduleLabels, Counter>,
     pub copies_adopted: Family<CopyLabels, Counter>,
     pub stray_backups: Family<NamespaceLabels, Gauge>,
+    pub recovery_point: Family<ObjectTargetLabels, FloatGauge>,
+    pub rpo_breach_time: Family<ObjectTargetLabels, FloatGauge>,
+    pub rpo_seconds: Family<ObjectLabels, FloatGauge>,
+}
+
+/// Labels of a metric about one object of either kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Labels of a metric about one target of an object of either kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectTargetLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub target: String,
 }
 
 /// Labels of a per-namespace metric.
@@ -131,6 +151,9 @@ impl Metrics {
             backups_adopted: Family::default(),
             copies_adopted: Family::default(),
             stray_backups: Family::default(),
+            recovery_point: Family::default(),
+            rpo_breach_time: Family::default(),
+            rpo_seconds: Family::default(),
         };
         let mut registry = Registry::with_prefix("fsxbackup");
         metrics.register_schedule_metrics(&mut registry);
@@ -255,6 +278,21 @@ impl Metrics {
             self.copies_adopted.clone(),
         );
         r.register(
+            "recovery_point_timestamp_seconds",
+            "Creation time of a target's newest AVAILABLE backup (a copy: of the source of its newest AVAILABLE copy), Unix seconds",
+            self.recovery_point.clone(),
+        );
+        r.register(
+            "rpo_breach_timestamp_seconds",
+            "When a target's RPO is breached unless a newer recovery point comes (Unix seconds); absent while suspended",
+            self.rpo_breach_time.clone(),
+        );
+        r.register(
+            "rpo_seconds",
+            "The recovery-point objective in force for an object",
+            self.rpo_seconds.clone(),
+        );
+        r.register(
             "stray_backups",
             "Backups and copies this cluster made whose owner object no longer exists (by the owner's namespace)",
             self.stray_backups.clone(),
@@ -264,6 +302,45 @@ impl Metrics {
             "1 while this replica holds the leader lease (or runs without election)",
             self.leader.clone(),
         );
+    }
+
+    pub fn object(kind: &str, namespace: &str, name: &str) -> ObjectLabels {
+        ObjectLabels {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn object_target(
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        target: &str,
+    ) -> ObjectTargetLabels {
+        ObjectTargetLabels {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            target: target.to_owned(),
+        }
+    }
+
+    /// Drops the RPO series of a deleted object of `kind`.
+    fn forget_rpo<'a>(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        targets: impl IntoIterator<Item = &'a String>,
+    ) {
+        self.rpo_seconds
+            .remove(&Self::object(kind, namespace, name));
+        for target in targets {
+            let labels = Self::object_target(kind, namespace, name, target);
+            self.recovery_point.remove(&labels);
+            self.rpo_breach_time.remove(&labels);
+        }
     }
 
     pub fn schedule(namespace: &str, schedule: &str) -> ScheduleLabels {
@@ -312,10 +389,12 @@ impl Metrics {
             self.last_successful_backup
                 .remove(&Self::target(namespace, schedule, target));
         }
+        self.forget_rpo("FsxBackupSchedule", namespace, schedule, targets);
     }
 
-    /// Drops every series of a deleted copy object.
-    pub fn forget_copy(&self, namespace: &str, copy: &str) {
+    /// Drops every series of a deleted copy object (`targets`: its source targets).
+    pub fn forget_copy(&self, namespace: &str, copy: &str, targets: &[String]) {
+        self.forget_rpo("FsxBackupCopy", namespace, copy, targets);
         let labels = Self::copy(namespace, copy);
         for family in [
             &self.copies_started,

@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::{Context, FIELD_MANAGER, truncate};
 use crate::conditions::Reason;
-use crate::crd::common::Notifications;
+use crate::crd::common::{Notifications, RecoveryPoint};
 use crate::metrics::{ControllerLabels, Metrics};
 use crate::notify::Notification;
 
@@ -31,6 +31,26 @@ pub enum Counter {
     CopiesAdopted,
 }
 
+/// What an SNS notification reports: failures and recoveries are always
+/// sent, successes only with `onSuccess`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// A breached RPO is met again.
+    Recovered,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Recovered => "Recovered",
+        }
+    }
+}
+
 /// One thing to tell the world about an object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
@@ -44,7 +64,7 @@ pub enum Effect {
     /// An SNS notification, if the object asks for them (failures always,
     /// successes only with `onSuccess`).
     Notify {
-        succeeded: bool,
+        outcome: Outcome,
         /// File system, volume or source backup it is about.
         subject: String,
         backup_id: Option<String>,
@@ -57,6 +77,11 @@ pub enum Effect {
     LastSuccess {
         target: String,
         at: Timestamp,
+    },
+    /// The RPO in force and every target's recovery point, for the gauges.
+    RecoveryPoints {
+        rpo: Duration,
+        points: Vec<RecoveryPoint>,
     },
     /// When the next run is due, and the gap to the run after it.
     NextRun {
@@ -77,7 +102,7 @@ impl Effect {
 
     pub fn failure(subject: &str, backup_id: Option<&str>, detail: String) -> Self {
         Self::Notify {
-            succeeded: false,
+            outcome: Outcome::Failed,
             subject: subject.to_owned(),
             backup_id: backup_id.map(str::to_owned),
             detail,
@@ -86,9 +111,19 @@ impl Effect {
 
     pub fn success(subject: &str, backup_id: Option<&str>, detail: String) -> Self {
         Self::Notify {
-            succeeded: true,
+            outcome: Outcome::Succeeded,
             subject: subject.to_owned(),
             backup_id: backup_id.map(str::to_owned),
+            detail,
+        }
+    }
+
+    /// A breached objective met again: always notified.
+    pub fn recovered(subject: &str, detail: String) -> Self {
+        Self::Notify {
+            outcome: Outcome::Recovered,
+            subject: subject.to_owned(),
+            backup_id: None,
             detail,
         }
     }
@@ -140,7 +175,7 @@ pub async fn perform<F, K>(
                 note,
             } => publish_event(ctx, object, warning, &reason, action, &note).await,
             Effect::Notify {
-                succeeded,
+                outcome,
                 subject,
                 backup_id,
                 detail,
@@ -149,7 +184,7 @@ pub async fn perform<F, K>(
                 notifications,
                 Notification {
                     topic_arn: String::new(),
-                    outcome: if succeeded { "Succeeded" } else { "Failed" },
+                    outcome: outcome.as_str(),
                     kind: kind_name::<K>(),
                     namespace: namespace.clone(),
                     name: name.clone(),
@@ -171,6 +206,38 @@ pub async fn perform<F, K>(
                     .last_successful_backup
                     .get_or_create(&Metrics::target(&namespace, &name, &target))
                     .set(seconds(at));
+            }
+            Effect::RecoveryPoints { rpo, points } => {
+                let kind = kind_name::<K>();
+                ctx.metrics
+                    .rpo_seconds
+                    .get_or_create(&Metrics::object(kind, &namespace, &name))
+                    .set(rpo.as_secs_f64());
+                for point in points {
+                    let labels = Metrics::object_target(kind, &namespace, &name, &point.target);
+                    match &point.time {
+                        Some(at) => {
+                            ctx.metrics
+                                .recovery_point
+                                .get_or_create(&labels)
+                                .set(seconds(at.0));
+                        }
+                        None => {
+                            ctx.metrics.recovery_point.remove(&labels);
+                        }
+                    }
+                    match &point.breach_time {
+                        Some(at) => {
+                            ctx.metrics
+                                .rpo_breach_time
+                                .get_or_create(&labels)
+                                .set(seconds(at.0));
+                        }
+                        None => {
+                            ctx.metrics.rpo_breach_time.remove(&labels);
+                        }
+                    }
+                }
             }
             Effect::NextRun { at, interval } => {
                 let labels = Metrics::schedule(&namespace, &name);

@@ -51,6 +51,27 @@ pub enum Adoption {
     Never,
 }
 
+/// One target's recovery point against the RPO.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryPoint {
+    /// The file system or volume (for a copy: the source's).
+    pub target: String,
+    /// Creation time of the newest AVAILABLE backup (for a copy: of the source
+    /// backup of the newest AVAILABLE copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// When the operator started tracking the target: the RPO counts from
+    /// here while there is no recovery point.
+    pub tracked_since: Time,
+    /// When the RPO is breached unless a newer recovery point comes (none while suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breach_time: Option<Time>,
+    /// Whether the RPO is breached now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached: Option<bool>,
+}
+
 /// How long backups are kept. A backup is deleted when it is older than
 /// `maxAge` or beyond the newest `maxCount`, unless `keepLast` or a GFS rule
 /// (`keepHourly` … `keepYearly`) keeps it; `minAvailable` is never broken.

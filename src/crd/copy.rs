@@ -6,7 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Adoption, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES, Tags,
+    Adoption, DeletionBrake, DeletionPolicy, Notifications, RecoveryPoint, RetentionSpec,
+    TAG_RULES, Tags,
 };
 
 /// Copy FSx backups to another Region (or within one) and prune old copies.
@@ -25,6 +26,7 @@ use super::common::{
     printcolumn = r#"{"name":"Destination","type":"string","jsonPath":".spec.destinationRegion"}"#,
     printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.queued"}"#,
     printcolumn = r#"{"name":"Last Copy","type":"date","jsonPath":".status.lastCopyTime"}"#,
+    printcolumn = r#"{"name":"Last Result","type":"string","jsonPath":".status.lastRunResult"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -54,6 +56,13 @@ pub struct FsxBackupCopySpec {
     /// What happens to the copies when this object is deleted: `Retain` (default) or `Delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// Recovery-point objective: the oldest a source target's newest AVAILABLE copy in the
+    /// destination (follow mode) may get
+    /// before the object is `Stalled` (`RPOBreached`), alerted and notified
+    /// (e.g. `26h`). Default: the followed schedule's RPO plus 12h for the copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::common::DURATION_PATTERN))]
+    pub rpo: Option<String>,
     /// Hold a spec change that would delete many copies at once until it is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_brake: Option<DeletionBrake>,
@@ -132,6 +141,15 @@ pub struct FsxBackupCopyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 1000))]
     pub source_targets: Vec<String>,
+    /// The RPO in force (`spec.rpo` or its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<String>,
+    /// Per target: the newest recovery point and when the RPO breaches without a newer one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_points: Vec<RecoveryPoint>,
+    /// How the latest copy ended: `Succeeded`, `Failed`, `Missed`, `InProgress`, `SourceGone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_result: Option<String>,
 }
 
 /// One copy.
@@ -150,6 +168,9 @@ pub struct CopyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub progress_percent: Option<i32>,
+    /// The file system or volume the source backup is of (follow mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// When the source backup was created (orders the list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_creation_time: Option<Time>,

@@ -6,8 +6,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Adoption, BackupRef, DeletionBrake, DeletionPolicy, Notifications, RetentionSpec, TAG_RULES,
-    Tags,
+    Adoption, BackupRef, DeletionBrake, DeletionPolicy, Notifications, RecoveryPoint,
+    RetentionSpec, TAG_RULES, Tags,
 };
 
 /// Back up FSx file systems or volumes on a cron schedule and prune old backups.
@@ -25,6 +25,7 @@ use super::common::{
     printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
     printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastScheduleTime"}"#,
     printcolumn = r#"{"name":"Next Run","type":"string","jsonPath":".status.nextScheduleTime"}"#,
+    printcolumn = r#"{"name":"Last Result","type":"string","jsonPath":".status.lastRunResult"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -64,6 +65,13 @@ pub struct FsxBackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = super::common::DURATION_PATTERN))]
     pub backup_timeout: Option<String>,
+    /// Recovery-point objective: the oldest a target's newest AVAILABLE backup may get
+    /// before the object is `Stalled` (`RPOBreached`), alerted and notified
+    /// (e.g. `26h`). Default: twice the longest gap between
+    /// two runs plus `backupTimeout` (one failed run is tolerated, two are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = super::common::DURATION_PATTERN))]
+    pub rpo: Option<String>,
     /// How long to keep backups. Omitted: keep every AVAILABLE backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSpec>,
@@ -204,6 +212,15 @@ pub struct FsxBackupScheduleStatus {
     /// One entry per target, in id order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetStatus>,
+    /// The RPO in force (`spec.rpo` or its default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<String>,
+    /// Per target: the newest recovery point and when the RPO breaches without a newer one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_points: Vec<RecoveryPoint>,
+    /// How the latest run ended: `Succeeded`, `Failed`, `Missed`, `InProgress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_result: Option<String>,
 }
 
 /// One `fsxbackup.io/run-now` request.

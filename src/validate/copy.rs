@@ -28,6 +28,8 @@ pub struct ValidCopy {
     /// The object's own deletion-brake limits, if it sets any.
     pub deletion_brake: Option<DeletionBrake>,
     pub adoption: Adoption,
+    /// `spec.rpo`; `None`: the followed schedule's plus `crate::rpo::COPY_ALLOWANCE`.
+    pub rpo: Option<std::time::Duration>,
 }
 
 /// The AWS partition of a Region: copies never cross partitions.
@@ -86,6 +88,20 @@ pub fn validate(object: &FsxBackupCopy, default_region: Option<&str>) -> Result<
         (None, _) => None,
     };
     let tags = super::user_tags(spec.tags.as_ref())?;
+    let rpo = match (&spec.rpo, &source) {
+        (Some(_), Source::Backup { .. }) => {
+            return Err("spec.rpo applies to copies of a schedule (spec.source.scheduleRef); a one-shot copy has no objective".into());
+        }
+        (Some(text), Source::Schedule { .. }) => {
+            let rpo =
+                crate::duration::parse_duration(text).map_err(|err| format!("spec.rpo: {err}"))?;
+            if rpo.is_zero() {
+                return Err("spec.rpo must be above zero".into());
+            }
+            Some(rpo)
+        }
+        (None, _) => None,
+    };
     Ok(ValidCopy {
         source,
         destination_region: destination,
@@ -95,5 +111,6 @@ pub fn validate(object: &FsxBackupCopy, default_region: Option<&str>) -> Result<
         retention,
         deletion_brake: spec.deletion_brake,
         adoption: spec.adoption.unwrap_or_default(),
+        rpo,
     })
 }

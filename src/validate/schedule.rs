@@ -57,6 +57,8 @@ pub struct ValidSchedule {
     /// The object's own deletion-brake limits, if it sets any.
     pub deletion_brake: Option<DeletionBrake>,
     pub adoption: Adoption,
+    /// `spec.rpo`, or its default (`crate::rpo::schedule_default`).
+    pub rpo: Duration,
 }
 
 /// How many upcoming runs the jitter is compared with.
@@ -94,6 +96,14 @@ pub fn validate(
     if backup_timeout.is_zero() {
         return Err("spec.backupTimeout must be above zero".into());
     }
+    let rpo = match parse_field("spec.rpo", spec.rpo.as_deref())? {
+        Some(rpo) if rpo.is_zero() => return Err("spec.rpo must be above zero".into()),
+        Some(rpo) => rpo,
+        None => crate::rpo::schedule_default(
+            crate::rpo::longest_gap(&format!("{}|{time_zone}", spec.schedule), &schedule, now),
+            backup_timeout,
+        ),
+    };
     let retention = match &spec.retention {
         Some(retention) => retention.to_policy()?,
         None => keep_everything(),
@@ -137,6 +147,7 @@ pub fn validate(
         created: object.metadata.creation_timestamp.as_ref().map(|t| t.0),
         deletion_brake: spec.deletion_brake,
         adoption: spec.adoption.unwrap_or_default(),
+        rpo,
     })
 }
 

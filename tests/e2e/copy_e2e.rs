@@ -415,7 +415,7 @@ async fn fsx_copy_limit_puts_copies_back_in_the_queue() {
             .create_copy("dr", json!({"source": {"scheduleRef": {"name": "nightly"}}, "destinationRegion": DESTINATION, "retention": {"maxCount": 10}}))
             .await;
         let waiting = world
-            .until_copy("dr", "Reconciling WaitingForCopySlot", |o| is(o, "Reconciling", "True", "WaitingForCopySlot"))
+            .until_copy("dr", "Ready WaitingForCopySlot (routine in follow mode)", |o| is(o, "Ready", "True", "WaitingForCopySlot"))
             .await;
         assert!(waiting.status.as_ref().and_then(|s| s.queued).is_some_and(|q| q >= 1), "{:?}", waiting.status);
         world.until_copy("dr", "all 6 copied", |o| available_copies(o) == 6 && is(o, "Ready", "True", "UpToDate")).await;

@@ -348,7 +348,9 @@ async fn operator_down_across_a_run_obeys_the_starting_deadline() {
         world.clock.set_now(next + SignedDuration::from_mins(20));
         world.restart_operator();
         let object = world.until("late", "missed run recorded", |o| o.status.as_ref().and_then(|s| s.missed_runs) == Some(1)).await;
-        assert!(is(&object, "Ready", "False", "MissedSchedule"), "{:?}", object.status);
+        // The health contract: a missed run while the RPO holds is Ready, and says so.
+        assert!(is(&object, "Ready", "True", "MissedSchedule"), "{:?}", object.status);
+        assert_eq!(object.status.as_ref().and_then(|s| s.last_run_result.as_deref()), Some("Missed"));
         assert_eq!(world.owned_backups(&uid).len(), 0);
 
         // Down again across the next run but back within the deadline → taken once.
@@ -395,8 +397,10 @@ async fn failed_and_busy_backups_are_reported() {
         let slot = world.next_hour();
         world.clock.set_now(slot - SignedDuration::from_secs(1));
         let object = world
-            .until("flaky", "Ready=False BackupFailed", |o| {
-                is(o, "Ready", "False", "BackupFailed")
+            .until("flaky", "Ready=True BackupFailed (RPO met)", |o| {
+                is(o, "Ready", "True", "BackupFailed")
+                    && o.status.as_ref().and_then(|s| s.last_run_result.as_deref())
+                        == Some("Failed")
             })
             .await;
         let last = object.status.expect("status").targets[0]
@@ -436,8 +440,8 @@ async fn failed_and_busy_backups_are_reported() {
             .clock
             .set_now(slot + SignedDuration::from_hours(2) - SignedDuration::from_secs(1));
         world
-            .until("flaky", "Reconciling WaitingForPreviousBackup", |o| {
-                is(o, "Reconciling", "True", "WaitingForPreviousBackup")
+            .until("flaky", "Ready WaitingForPreviousBackup", |o| {
+                is(o, "Ready", "True", "WaitingForPreviousBackup")
             })
             .await;
         let busy = world
@@ -637,7 +641,7 @@ async fn a_backup_past_its_timeout_counts_as_failed() {
             })
             .await;
         world.clock.set_now(slot + SignedDuration::from_mins(11));
-        let object = world.until("slow", "Ready=False BackupFailed", |o| is(o, "Ready", "False", "BackupFailed")).await;
+        let object = world.until("slow", "Ready=True BackupFailed (RPO met)", |o| is(o, "Ready", "True", "BackupFailed")).await;
         let last = object.status.expect("status").targets[0].last_backup.clone().expect("last");
         assert!(last.failure_message.as_deref().is_some_and(|m| m.contains("backupTimeout 10m")), "{last:?}");
         events_with(&client, &namespace, "slow", &[("BackupFailed", 1)]).await;

@@ -141,7 +141,8 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         let ctx = &*self.ctx;
         let key = ObjectKey::of(object);
         let owner = Owner::of(object, &ctx.settings.cluster_id);
-        let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
+        let mut work = Work::start(object.status.as_ref(), object.metadata.generation)
+            .created(object.metadata.creation_timestamp.as_ref().map(|t| t.0));
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
         }
@@ -197,8 +198,16 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         let ctx = &*self.ctx;
         self.shared
             .wake_all(self.shared.slots.forget(&ObjectKey::of(object)));
-        ctx.metrics
-            .forget_copy(&object.namespace().unwrap_or_default(), &object.name_any());
+        let targets = object
+            .status
+            .as_ref()
+            .map(|s| s.source_targets.clone())
+            .unwrap_or_default();
+        ctx.metrics.forget_copy(
+            &object.namespace().unwrap_or_default(),
+            &object.name_any(),
+            &targets,
+        );
         let destination = &object.spec.destination_region;
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
             return Ok(cleanup::retained("CopiesRetained", "copies"));
@@ -287,6 +296,7 @@ impl<F: FsxApi> CopyReconciler<F> {
                     return Ok(None);
                 }
             };
+        work.followed_rpo(followed.rpo);
         let region = followed.region.clone();
         if partition(&region) != partition(&valid.destination_region) {
             work.cross_partition(&valid.destination_region, &region);

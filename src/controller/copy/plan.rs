@@ -41,6 +41,12 @@ pub struct Work {
     next_expiry: Option<Timestamp>,
     /// The object's `metadata.generation` being reconciled.
     generation: Option<i64>,
+    /// When the object was created: a new object's RPO clock starts there.
+    created: Option<Timestamp>,
+    /// The followed schedule's RPO, when it could be read.
+    source_rpo: Option<Duration>,
+    /// Per source target, the newest AVAILABLE copy a destination listing found.
+    listed: Option<std::collections::BTreeMap<String, Option<Timestamp>>>,
 }
 
 impl Work {
@@ -68,7 +74,17 @@ impl Work {
             retention_due: false,
             next_expiry: None,
             generation,
+            created: None,
+            source_rpo: None,
+            listed: None,
         }
+    }
+
+    /// When the object was created (its RPO clock's start).
+    #[must_use]
+    pub fn created(mut self, at: Option<Timestamp>) -> Self {
+        self.created = at;
+        self
     }
 
     pub fn is_stalled(&self) -> bool {
@@ -544,6 +560,7 @@ impl Work {
                 None => {}
             }
         }
+        self.listed_copies(plan, copies, deleted);
         let held = matches!(self.stalled, Some((Reason::DeletionHeld, _)));
         let again = if let Some(err) = first_error {
             self.error(&err);
@@ -576,6 +593,7 @@ fn note_source(entry: &mut CopyStatus, source: &Backup) {
         return;
     }
     entry.source_creation_time = source.created_at.map(Time);
+    entry.target = source.target.as_ref().map(|t| t.id().to_owned());
     if source.lifecycle == Lifecycle::Available {
         CopyPhase::Queued.set(entry);
         entry.message = None;
@@ -630,6 +648,7 @@ pub fn copy_request(
     }
 }
 
+mod objective;
 mod report;
 
 #[cfg(test)]

@@ -251,7 +251,9 @@ fn a_full_destination_or_a_refusal_is_told_apart() {
     assert!(!work.started(now, &valid, "backup-0000000a", "us-east-1", Err(full)));
     work.out_of_slots(DESTINATION, 5);
     let applied = finish(work, &valid, now);
-    assert!(has(&applied, "Reconciling", "True", "WaitingForCopySlot"));
+    // Routine in follow mode: Ready, the wait in the reason.
+    assert!(has(&applied, "Ready", "True", "WaitingForCopySlot"));
+    assert!(has(&applied, "Reconciling", "False", "Idle"));
     assert_eq!(applied.status.queued, Some(2));
 
     let mut work = Work::start(None, Some(1));
@@ -410,10 +412,14 @@ fn a_source_pruned_before_its_slot_is_reported_once_and_never_retried() {
             .effects
             .contains(&Effect::Count(Counter::CopiesFailed, 1))
     );
+    assert_eq!(
+        applied.status.last_run_result.as_deref(),
+        Some("SourceGone")
+    );
     assert!(applied.effects.iter().any(|e| matches!(e,
         Effect::Event { warning: true, reason, .. } if reason == "SourceNotFound")));
     assert!(
-        has(&applied, "Ready", "False", "SourceNotFound"),
+        has(&applied, "Ready", "True", "SourceNotFound"),
         "{:?}",
         health(&applied)
     );

@@ -79,6 +79,9 @@ pub struct Work {
     /// lags behind FSx by more than the run in progress (a write lost after a
     /// create then costs a replayed call, never a miscount).
     recording: Option<Timestamp>,
+    /// Targets whose backups were listed in this reconcile (retention): their
+    /// recovery point is what the listing shows.
+    listed: BTreeSet<String>,
 }
 
 impl Work {
@@ -111,6 +114,7 @@ impl Work {
             run_now_pending: false,
             passed_over: PassedOver::default(),
             recording: None,
+            listed: BTreeSet::new(),
         }
     }
 
@@ -482,6 +486,7 @@ fn is_in_flight(backup: &LastBackup) -> bool {
 
 mod brake;
 mod misses;
+mod objective;
 mod report;
 mod request;
 mod settle;

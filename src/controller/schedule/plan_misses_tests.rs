@@ -10,8 +10,9 @@ fn a_run_waiting_behind_the_previous_backup_retries_then_counts_as_missed() {
     let now = at("2026-03-01T11:00:01Z");
     let (work, _) = reconcile_creates(&valid, &status, now, |_| Err(busy()));
     let applied = work.finish(now, &valid, PACE);
+    // Routine (the previous backup is still being made): Ready, the wait in the reason.
     assert_eq!(
-        reason_of(&applied, "Reconciling"),
+        reason_of(&applied, "Ready"),
         ("True".into(), "WaitingForPreviousBackup".into())
     );
     assert_eq!(applied.requeue, PACE.retry);
@@ -53,9 +54,10 @@ fn downtime_past_the_deadline_counts_every_run_and_takes_at_most_one() {
     verify_misses(&mut work, &[]);
     assert_eq!(work.status.missed_runs, Some(1));
     let applied = work.finish(at("2026-03-01T11:20:00Z"), &valid, PACE);
+    assert_eq!(applied.status.last_run_result.as_deref(), Some("Missed"));
     assert_eq!(
         reason_of(&applied, "Ready"),
-        ("False".into(), "MissedSchedule".into())
+        ("True".into(), "MissedSchedule".into())
     );
 }
 

@@ -91,9 +91,10 @@ fn a_backup_past_its_timeout_is_reported_failed_exactly_once() {
             .effects
             .contains(&Effect::Count(Counter::BackupsFailed, 1))
     );
+    assert_eq!(applied.status.last_run_result.as_deref(), Some("Failed"));
     assert_eq!(
         reason_of(&applied, "Ready"),
-        ("False".into(), "BackupFailed".into())
+        ("True".into(), "BackupFailed".into())
     );
     assert_eq!(
         applied.status.targets[0]
@@ -271,7 +272,7 @@ fn a_last_backup_edited_to_name_a_foreign_backup_is_never_our_success() {
             e,
             Effect::LastSuccess { .. }
                 | Effect::Notify {
-                    succeeded: true,
+                    outcome: crate::controller::effects::Outcome::Succeeded,
                     ..
                 }
         )),

@@ -263,9 +263,17 @@ fn a_missing_target_stalls_with_the_reason_fsx_gave() {
         ))
     });
     assert_eq!(events(&work.effects), vec!["TargetNotFound"]);
-    let applied = work.finish(now, &valid, PACE);
+    let mut applied = work.finish(now, &valid, PACE);
+    // It may be about to appear: in progress for a short grace, then Stalled.
     assert_eq!(
-        reason_of(&applied, "Stalled"),
+        reason_of(&applied, "Reconciling"),
+        ("True".into(), "TargetNotFound".into())
+    );
+    applied.status.conditions = applied.health.conditions(&[], Some(1), now);
+    let past_grace = at("2026-03-01T11:03:00Z");
+    let stalled = Work::start(Some(&applied.status), Some(1)).finish(past_grace, &valid, PACE);
+    assert_eq!(
+        reason_of(&stalled, "Stalled"),
         ("True".into(), "TargetNotFound".into())
     );
     let target = &applied.status.targets[0];
@@ -287,7 +295,7 @@ fn a_missing_target_stalls_with_the_reason_fsx_gave() {
 }
 
 #[test]
-fn one_broken_target_of_two_degrades_instead_of_stalling() {
+fn one_broken_target_of_two_stalls_the_object() {
     let valid = valid(
         json!({"target": {"fileSystemIds": ["fs-0123456789abcdef0", "fs-0123456789abcdef1"]}, "schedule": "0 * * * *"}),
     );
@@ -309,14 +317,12 @@ fn one_broken_target_of_two_degrades_instead_of_stalling() {
         }
     });
     let applied = work.finish(now, &valid, PACE);
-    assert_eq!(
-        reason_of(&applied, "Ready"),
-        ("False".into(), "AccessDenied".into())
-    );
+    // A person must act for one target: the object says so (the other is still backed up).
     assert_eq!(
         reason_of(&applied, "Stalled"),
-        ("False".into(), "NotStalled".into())
+        ("True".into(), "AccessDenied".into())
     );
+    assert!(applied.health.message().contains("1 of 2 targets"));
 }
 
 #[test]

@@ -4,6 +4,7 @@ use super::{
     Applied, CopyPhase, Duration, FsxBackupCopyStatus, Health, Lifecycle, MAX_LISTED_COPIES,
     MAX_REQUEUE, Pace, Reason, Source, Timestamp, ValidCopy, Work, is_copying, is_pending,
 };
+use crate::conditions::{grace_ends, has_grace};
 
 impl Work {
     /// The status list, bounded and newest source first; health; the next wake-up.
@@ -34,8 +35,15 @@ impl Work {
             .filter(|c| CopyPhase::of(c) == CopyPhase::Queued)
             .count();
         self.status.queued = Some(u32::try_from(queued).unwrap_or(u32::MAX));
-        let health = self.health(valid);
-        let requeue = self.next_wake(now, pace);
+        self.record_last_run_result();
+        let judgement = self.judge_rpo(now, valid);
+        let (health, grace_end) = self.health(now, valid, judgement.breached);
+        let until =
+            |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
+        let mut requeue = self.next_wake(now, pace);
+        for at in [judgement.next_breach, grace_end].into_iter().flatten() {
+            requeue = requeue.min(until(at).max(Duration::from_millis(100)));
+        }
         Applied {
             status: self.status,
             health,
@@ -44,12 +52,19 @@ impl Work {
         }
     }
 
-    /// Routine work in flight is healthy (as for schedules); a one-shot copy is
-    /// progressing until its one copy is done.
-    fn health(&self, valid: &ValidCopy) -> Health {
+    /// The health contract (README), as for schedules: needs a person or the
+    /// RPO breached: `Stalled`; a transient error being retried, or a one-shot
+    /// copy not done yet: `Reconciling`; otherwise `Ready`, routine copies in
+    /// flight and a failed copy included while the RPO holds.
+    fn health(
+        &self,
+        now: Timestamp,
+        valid: &ValidCopy,
+        breached: Option<String>,
+    ) -> (Health, Option<Timestamp>) {
         let copies = &self.status.copies;
         if let Some((reason, message)) = &self.stalled {
-            return Health::stalled(*reason, message.clone());
+            return (Health::stalled(*reason, message.clone()), None);
         }
         if let Some(blocked) = copies
             .iter()
@@ -60,25 +75,35 @@ impl Work {
                 .as_deref()
                 .and_then(Reason::parse)
                 .unwrap_or(Reason::CopyFailed);
-            return Health::stalled(
-                reason,
-                format!(
-                    "{}: {}",
-                    blocked.source_backup_id,
-                    blocked.message.clone().unwrap_or_default()
-                ),
+            let message = format!(
+                "{}: {}",
+                blocked.source_backup_id,
+                blocked.message.clone().unwrap_or_default()
             );
+            return (Health::stalled(reason, message), None);
         }
-        if let Some((reason, message)) = &self.waiting {
-            return Health::progressing(*reason, message.clone());
-        }
-        let destination = &valid.destination_region;
-        let copying = copies.iter().filter(|c| is_copying(c)).count();
-        let waiting_source = copies
-            .iter()
-            .filter(|c| CopyPhase::of(c) == CopyPhase::WaitingForSource)
-            .count();
         let one_shot = matches!(valid.source, Source::Backup { .. });
+        if let Some((reason, message)) = &self.waiting {
+            if has_grace(*reason) {
+                return match grace_ends(&self.status.conditions, *reason, now) {
+                    Some(end) => (Health::progressing(*reason, message.clone()), Some(end)),
+                    None => (Health::stalled(*reason, message.clone()), None),
+                };
+            }
+            if *reason != Reason::WaitingForCopySlot || one_shot {
+                return (Health::progressing(*reason, message.clone()), None);
+            }
+        }
+        if let Some(message) = breached {
+            return (Health::stalled(Reason::RPOBreached, message), None);
+        }
+        (self.routine_health(valid, one_shot), None)
+    }
+
+    /// Health while nothing needs a person and the RPO holds.
+    fn routine_health(&self, valid: &ValidCopy, one_shot: bool) -> Health {
+        let copies = &self.status.copies;
+        let destination = &valid.destination_region;
         let in_flight = |reason: Reason, message: String| {
             if one_shot {
                 Health::progressing(reason, message)
@@ -86,6 +111,14 @@ impl Work {
                 Health::ready(reason, message)
             }
         };
+        if let Some((reason, message)) = &self.waiting {
+            return in_flight(*reason, message.clone());
+        }
+        let copying = copies.iter().filter(|c| is_copying(c)).count();
+        let waiting_source = copies
+            .iter()
+            .filter(|c| CopyPhase::of(c) == CopyPhase::WaitingForSource)
+            .count();
         if copying > 0 {
             return in_flight(
                 Reason::Copying,
@@ -98,28 +131,34 @@ impl Work {
                 format!("{waiting_source} source backups are not AVAILABLE yet"),
             );
         }
-        if let Some(gone) = copies
-            .iter()
-            .find(|c| CopyPhase::of(c) == CopyPhase::SourceGone)
-        {
-            return Health::degraded(
-                Reason::SourceNotFound,
-                format!(
-                    "{} was deleted before it could be copied",
-                    gone.source_backup_id
-                ),
-            );
-        }
         if let Some(failed) = copies
             .iter()
             .find(|c| CopyPhase::of(c) == CopyPhase::Fsx(Lifecycle::Failed))
         {
-            return Health::degraded(
-                Reason::CopyFailed,
+            let message = format!(
+                "the copy of {} failed: {}",
+                failed.source_backup_id,
+                failed.message.clone().unwrap_or_default()
+            );
+            // A one-shot copy that failed is done: only a person can retry it.
+            return if one_shot {
+                Health::stalled(Reason::CopyFailed, message)
+            } else {
+                Health::ready(
+                    Reason::CopyFailed,
+                    format!("{message}; the RPO is still met"),
+                )
+            };
+        }
+        if let Some(gone) = copies
+            .iter()
+            .find(|c| CopyPhase::of(c) == CopyPhase::SourceGone)
+        {
+            return Health::ready(
+                Reason::SourceNotFound,
                 format!(
-                    "the copy of {} failed: {}",
-                    failed.source_backup_id,
-                    failed.message.clone().unwrap_or_default()
+                    "{} was deleted before it could be copied; the RPO is still met",
+                    gone.source_backup_id
                 ),
             );
         }

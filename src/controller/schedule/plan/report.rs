@@ -4,6 +4,7 @@ use super::{
     Applied, Duration, Effect, FsxBackupScheduleStatus, FsxError, Health, MAX_REQUEUE, Pace,
     Reason, TargetStatus, Timestamp, ValidSchedule, Work, is_selected,
 };
+use crate::conditions::{grace_ends, has_grace};
 
 impl Work {
     /// A failure before any target could be handled (the selector's lookup).
@@ -31,8 +32,8 @@ impl Work {
         }
     }
 
-    /// Step 7: health and the next wake-up; targets no longer selected and with no
-    /// backups left are dropped.
+    /// Step 7: the RPO, health and the next wake-up; targets no longer
+    /// selected and with no backups left are dropped.
     pub fn finish(
         mut self,
         now: Timestamp,
@@ -43,8 +44,18 @@ impl Work {
             .targets
             .retain(|t| is_selected(t) || t.managed_backup_count.unwrap_or(0) > 0);
         self.record_retention_generation();
-        let health = self.held_health().unwrap_or_else(|| self.health(valid));
-        let requeue = self.next_wake(now, valid, pace);
+        self.record_last_run_result();
+        let judgement = self.judge_rpo(now, valid);
+        let (health, grace_end) = match self.held_health() {
+            Some(held) => (held, None),
+            None => self.health(now, valid, judgement.breached),
+        };
+        let until =
+            |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
+        let mut requeue = self.next_wake(now, valid, pace);
+        for at in [judgement.next_breach, grace_end].into_iter().flatten() {
+            requeue = requeue.min(until(at).max(Duration::from_millis(100)));
+        }
         Applied {
             status: self.status,
             health,
@@ -53,7 +64,17 @@ impl Work {
         }
     }
 
-    fn health(&self, valid: &ValidSchedule) -> Health {
+    /// The health contract (README): needs a person, or the RPO breached:
+    /// `Stalled`; a transient error being retried: `Reconciling`; otherwise
+    /// `Ready`, a failed or missed run included while the RPO holds (it shows
+    /// in `lastRunResult`, events, metrics and SNS). Returns also when a grace
+    /// for something not found ends.
+    fn health(
+        &self,
+        now: Timestamp,
+        valid: &ValidSchedule,
+        breached: Option<String>,
+    ) -> (Health, Option<Timestamp>) {
         let status = &self.status;
         let active: Vec<&TargetStatus> = status.targets.iter().filter(|t| is_selected(t)).collect();
         let broken: Vec<&TargetStatus> = active
@@ -61,7 +82,7 @@ impl Work {
             .copied()
             .filter(|t| t.message.is_some())
             .collect();
-        if let Some(first) = broken.first() {
+        let problem = if let Some(first) = broken.first() {
             let reason = first
                 .reason
                 .as_deref()
@@ -72,10 +93,10 @@ impl Work {
                 first.id,
                 first.message.clone().unwrap_or_default()
             );
-            return if broken.len() == active.len() {
-                Health::stalled(reason, message)
+            Some(if broken.len() == active.len() {
+                (reason, message)
             } else {
-                Health::degraded(
+                (
                     reason,
                     format!(
                         "{} of {} targets cannot be backed up; {message}",
@@ -83,16 +104,39 @@ impl Work {
                         active.len()
                     ),
                 )
-            };
-        }
-        if active.is_empty() {
-            return Health::degraded(
+            })
+        } else if active.is_empty() {
+            Some((
                 Reason::NoTargets,
-                "spec.target.fileSystemSelector matches no file system",
-            );
+                "spec.target.fileSystemSelector matches no file system".to_owned(),
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, message)) = problem {
+            if has_grace(reason)
+                && let Some(end) = grace_ends(&status.conditions, reason, now)
+            {
+                return (Health::progressing(reason, message), Some(end));
+            }
+            return (Health::stalled(reason, message), None);
         }
+        if let Some(message) = breached {
+            return (Health::stalled(Reason::RPOBreached, message), None);
+        }
+        (self.routine_health(valid), None)
+    }
+
+    /// Health while nothing needs a person and the RPO holds.
+    fn routine_health(&self, valid: &ValidSchedule) -> Health {
+        let status = &self.status;
+        let active: Vec<&TargetStatus> = status.targets.iter().filter(|t| is_selected(t)).collect();
         if let Some((reason, message)) = &self.waiting {
-            return Health::progressing(*reason, message.clone());
+            return if *reason == Reason::WaitingForPreviousBackup {
+                Health::ready(*reason, message.clone())
+            } else {
+                Health::progressing(*reason, message.clone())
+            };
         }
         if let Some((target, failed)) = active.iter().find_map(|t| {
             t.last_backup
@@ -100,10 +144,10 @@ impl Work {
                 .filter(|b| b.failure_message.is_some())
                 .map(|b| (t, b))
         }) {
-            return Health::degraded(
+            return Health::ready(
                 Reason::BackupFailed,
                 format!(
-                    "backup {} of {} failed: {}",
+                    "backup {} of {} failed: {}; the RPO is still met",
                     failed.id,
                     target.id,
                     failed.failure_message.clone().unwrap_or_default()
@@ -116,9 +160,12 @@ impl Work {
             .as_ref()
             .filter(|m| last_run.is_none_or(|s| m.0 >= s))
         {
-            return Health::degraded(
+            return Health::ready(
                 Reason::MissedSchedule,
-                format!("the run at {} was missed; see events", missed.0),
+                format!(
+                    "the run at {} was missed (see events); the RPO is still met",
+                    missed.0
+                ),
             );
         }
         if valid.suspended {

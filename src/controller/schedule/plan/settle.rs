@@ -117,6 +117,7 @@ impl Work {
         plan: &retention::Plan,
         deleted: &[(String, Result<(), FsxError>)],
     ) {
+        self.listed.insert(target_id.to_owned());
         let held = self.is_held(target_id);
         let Some(target) = self.status.targets.iter_mut().find(|t| t.id == target_id) else {
             return;
