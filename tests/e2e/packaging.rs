@@ -532,6 +532,10 @@ fn every_optional_feature_renders_namespaced_rbac_monitoring_and_a_disruption_bu
             "fsxbackup_last_successful_backup_timestamp_seconds",
         ),
         ("FsxBackupOperatorNoLeader", "fsxbackup_leader"),
+        (
+            "FsxBackupRPOBreached",
+            "fsxbackup_rpo_breach_timestamp_seconds",
+        ),
     ];
     assert_eq!(
         alerts.keys().copied().collect::<Vec<_>>(),
@@ -545,6 +549,29 @@ fn every_optional_feature_renders_namespaced_rbac_monitoring_and_a_disruption_bu
             .contains("2 * max by (namespace, schedule) (fsxbackup_schedule_interval_seconds)"),
         "{}",
         alerts["FsxBackupMissing"]
+    );
+    // Every expression parses with Prometheus' own PromQL parser (what
+    // `promtool check rules` runs), through the health peer.
+    let groups = json!({"groups": the(&docs, "PrometheusRule")["spec"]["groups"]});
+    let mut peer = Command::new(tool("health-peer"))
+        .arg("promql")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("health-peer");
+    {
+        use std::io::Write as _;
+        peer.stdin
+            .take()
+            .expect("stdin")
+            .write_all(groups.to_string().as_bytes())
+            .expect("write rules");
+    }
+    let checked = peer.wait_with_output().expect("health-peer promql");
+    assert_eq!(
+        ok("health-peer promql", &checked).trim(),
+        format!("ok {}", expected.len())
     );
 }
 
