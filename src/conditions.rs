@@ -130,12 +130,19 @@ pub fn has_grace(reason: Reason) -> bool {
 
 /// Whether a problem with `reason` is still within [`NOT_FOUND_GRACE`] at
 /// `now`: it is new, or the previous `Reconciling=True` with that reason
-/// started less than the grace ago. Returns when the grace ends.
+/// started less than the grace ago. Returns when the grace ends. Once it
+/// stalled (`Stalled=True` with that reason), it stays so.
 pub fn grace_ends(
     previous: &[Condition],
     reason: Reason,
     now: jiff::Timestamp,
 ) -> Option<jiff::Timestamp> {
+    if previous
+        .iter()
+        .any(|c| c.type_ == STALLED && c.status == "True" && c.reason == reason.as_str())
+    {
+        return None;
+    }
     let since = previous
         .iter()
         .find(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == reason.as_str())

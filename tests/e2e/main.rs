@@ -13,6 +13,7 @@ mod deletion_brake;
 mod examples;
 mod fsx_boundary;
 mod fsx_moto;
+mod health_contract;
 mod hostile;
 mod in_process;
 mod operations;

@@ -526,3 +526,34 @@ fn a_retention_change_that_deletes_many_copies_waits_for_its_generation_to_be_ap
     assert_eq!(applied.status.retention_generation, Some(2));
     assert!(!has(&applied, "Stalled", "True", "DeletionHeld"));
 }
+
+#[test]
+fn a_missing_schedule_is_in_progress_for_its_grace_then_stalled() {
+    let valid = follow();
+    let t0 = at("2026-03-01T10:00:00Z");
+    let mut work = Work::start(None, Some(1));
+    work.waiting_for_schedule("FsxBackupSchedule nightly does not exist".into());
+    let mut applied = work.finish(t0, &valid, PACE);
+    assert!(has(&applied, "Reconciling", "True", "WaitingForSchedule"));
+    applied
+        .status
+        .set_health(applied.health.conditions(&[], Some(1), t0), Some(1));
+    let later = at("2026-03-01T10:03:00Z");
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.waiting_for_schedule("FsxBackupSchedule nightly does not exist".into());
+    let applied = finish(work, &valid, later);
+    assert!(
+        has(&applied, "Stalled", "True", "WaitingForSchedule"),
+        "{:?}",
+        health(&applied)
+    );
+    // And stays so: the grace does not start over.
+    let mut work = Work::start(Some(&applied.status), Some(1));
+    work.waiting_for_schedule("FsxBackupSchedule nightly does not exist".into());
+    let again = finish(work, &valid, at("2026-03-01T10:03:01Z"));
+    assert!(
+        has(&again, "Stalled", "True", "WaitingForSchedule"),
+        "{:?}",
+        health(&again)
+    );
+}
