@@ -251,3 +251,54 @@ async fn copies_follow_the_health_contract() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breached_rpo_and_its_recovery_are_notified_once_each() {
+    crate::support::with_namespace("health-sns", |client, namespace| async move {
+        let moto = crate::support::Moto::start().await;
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&crate::support::aws_sdk_config(REGION).await)
+                .endpoint_url(&moto.endpoint)
+                .build(),
+        );
+        let topic = sns.create_topic().name("rpo").send().await.expect("topic").topic_arn.expect("arn");
+        let (port, received) = crate::support::sns_http_receiver().await;
+        sns.subscribe().topic_arn(&topic).protocol("http").endpoint(format!("http://127.0.0.1:{port}/")).send().await.expect("subscribe");
+        let world = World::with_args(client, namespace.clone(), &["--sns-endpoint-url", &moto.endpoint]).await;
+        let fs = world.file_system(FileSystemType::Windows);
+        // onSuccess is off: the recovery is sent all the same.
+        let object = world
+            .create("stale", json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly", "rpo": "1m", "notifications": {"snsTopicArn": topic}}))
+            .await;
+        world.until("stale", "Ready before the RPO", |o| schedule_is(o, "Ready", "Scheduled")).await;
+        world.clock.set_offset(150.0);
+        world.until("stale", "Stalled RPOBreached", |o| schedule_is(o, "Stalled", "RPOBreached")).await;
+        let subject = |m: &serde_json::Value| m["Subject"].as_str().unwrap_or_default().to_owned();
+        let breach = eventually("the breach published", WAIT, || {
+            let received = received.lock().expect("lock").clone();
+            async move { received.into_iter().find(|m| subject(m).contains("Failed")) }
+        })
+        .await;
+        let text = breach["Message"].as_str().unwrap_or_default();
+        assert!(text.contains("RPO breached") && text.contains(&fs), "{text}");
+
+        world
+            .emulator
+            .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
+                .creation_time(SystemTime::now() + Duration::from_secs(150))
+                .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
+                .tag("fsxbackup.io/owner-uid", &object.uid().expect("uid")))
+            .expect("seed");
+        let touch = json!({"spec": {"tags": {"team": "storage"}}});
+        world.api().patch("stale", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+        let recovery = eventually("the recovery published", WAIT, || {
+            let received = received.lock().expect("lock").clone();
+            async move { received.into_iter().find(|m| subject(m).contains("Recovered")) }
+        })
+        .await;
+        assert!(recovery["Message"].as_str().unwrap_or_default().contains("RPO met again"), "{recovery}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(received.lock().expect("lock").len(), 2, "one message each");
+    })
+    .await;
+}

@@ -3,7 +3,6 @@
 //! configuration errors. The operator binary runs against the real
 //! kube-apiserver and the FSx emulator.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::operator::{
@@ -315,62 +314,6 @@ async fn two_replicas_elect_one_leader_and_fail_over_without_duplicate_or_lost_r
     .await;
 }
 
-/// Collects what moto's SNS delivers to an HTTP subscription.
-async fn http_receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut data = Vec::new();
-                let mut buffer = [0u8; 4096];
-                loop {
-                    let Ok(n) = stream.read(&mut buffer).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    data.extend_from_slice(&buffer[..n]);
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() < length {
-                        continue;
-                    }
-                    if let Ok(message) = serde_json::from_str(body) {
-                        sink.lock().expect("lock").push(message);
-                    }
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        )
-                        .await;
-                    return;
-                }
-            });
-        }
-    });
-    (port, received)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_gets_failures_always_successes_when_asked_and_an_sns_outage_blocks_nothing() {
     crate::support::with_namespace("ops-sns", |client, namespace| async move {
@@ -381,7 +324,7 @@ async fn sns_gets_failures_always_successes_when_asked_and_an_sns_outage_blocks_
                 .build(),
         );
         let topic = sns.create_topic().name("backups").send().await.expect("topic").topic_arn.expect("arn");
-        let (port, received) = http_receiver().await;
+        let (port, received) = crate::support::sns_http_receiver().await;
         sns.subscribe()
             .topic_arn(&topic)
             .protocol("http")
