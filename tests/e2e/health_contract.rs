@@ -202,13 +202,13 @@ async fn copies_follow_the_health_contract() {
     crate::support::with_namespace("health-fbc", |client, namespace| async move {
         let world = World::new(client, namespace.clone()).await;
         // Copies and new backups take an hour: they stay in flight for the test.
-        world.emulator.set_timing(Timing { create_duration: Duration::from_secs(3600), copy_duration: Duration::from_secs(3600) });
+        world.emulator.set_timing(Timing { create_duration: Duration::from_hours(1), copy_duration: Duration::from_hours(1) });
         let fs = world.file_system(FileSystemType::Windows);
         let schedule = world.create("src", json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly"})).await;
         world
             .emulator
             .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
-                .creation_time(SystemTime::now() - Duration::from_secs(3600))
+                .creation_time(SystemTime::now() - Duration::from_hours(1))
                 .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
                 .tag("fsxbackup.io/owner-uid", &schedule.uid().expect("uid")))
             .expect("seed");
