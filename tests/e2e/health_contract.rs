@@ -210,7 +210,7 @@ async fn copies_follow_the_health_contract() {
             .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
                 .creation_time(SystemTime::now() - Duration::from_hours(1))
                 .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
-                .tag("fsxbackup.io/owner-uid", &schedule.uid().expect("uid")))
+                .tag("fsxbackup.io/owner-uid", schedule.uid().expect("uid")))
             .expect("seed");
 
         // Row 1: follow mode with a routine copy in flight: Ready, Current, Healthy.
@@ -287,7 +287,7 @@ async fn a_breached_rpo_and_its_recovery_are_notified_once_each() {
             .seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)
                 .creation_time(SystemTime::now() + Duration::from_secs(150))
                 .tag("fsxbackup.io/managed-by", "fsx-backup-operator")
-                .tag("fsxbackup.io/owner-uid", &object.uid().expect("uid")))
+                .tag("fsxbackup.io/owner-uid", object.uid().expect("uid")))
             .expect("seed");
         let touch = json!({"spec": {"tags": {"team": "storage"}}});
         world.api().patch("stale", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
