@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use fsx_backup_operator::controller::RUN_NOW_ANNOTATION;
 use fsx_backup_operator::controller::lenient::Lenient;
+use fsx_backup_operator::crd::common::RecoveryPoint;
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_backup_operator::preview::{self, PlanArgs};
 use fsx_backup_operator::strays;
@@ -28,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Every schedule and copy across namespaces: health, last result, next run.
+    /// Every schedule and copy across namespaces: health, next run, last result, RPO.
     Status,
     /// Take one extra backup of every target of a schedule now.
     RunNow {
@@ -101,8 +102,16 @@ async fn status() -> Result<String, String> {
         .await
         .map_err(listed)?;
     let mut out = format!(
-        "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {}\n",
-        "KIND", "NAMESPACE", "NAME", "READY", "REASON", "NEXT RUN", "LAST BACKUP"
+        "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {:<11} {:<22} {}\n",
+        "KIND",
+        "NAMESPACE",
+        "NAME",
+        "READY",
+        "REASON",
+        "NEXT RUN",
+        "LAST RESULT",
+        "RPO",
+        "LAST BACKUP"
     );
     for watched in &schedules.items {
         let Some(s) = watched.read() else {
@@ -123,13 +132,15 @@ async fn status() -> Result<String, String> {
             .unwrap_or_else(|| "-".to_owned());
         let _ = writeln!(
             out,
-            "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {last}",
+            "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {:<11} {:<22} {last}",
             "schedule",
             s.namespace().unwrap_or_default(),
             s.name_any(),
             ready,
             reason,
-            next
+            next,
+            status.last_run_result.as_deref().unwrap_or("-"),
+            rpo(&status.recovery_points),
         );
     }
     for watched in &copies.items {
@@ -145,19 +156,36 @@ async fn status() -> Result<String, String> {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {last}",
+            "{:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {:<11} {:<22} {last}",
             "copy",
             c.namespace().unwrap_or_default(),
             c.name_any(),
             ready,
             reason,
-            "-"
+            "-",
+            status.last_run_result.as_deref().unwrap_or("-"),
+            rpo(&status.recovery_points),
         );
     }
     if schedules.items.is_empty() && copies.items.is_empty() {
         out.push_str("no FsxBackupSchedule or FsxBackupCopy in the cluster\n");
     }
     Ok(out)
+}
+
+/// `BREACHED`, or when the RPO breaches first without a newer backup, or `-`.
+fn rpo(points: &[RecoveryPoint]) -> String {
+    if points.iter().any(|p| p.breached == Some(true)) {
+        return "BREACHED".to_owned();
+    }
+    points
+        .iter()
+        .filter_map(|p| p.breach_time.as_ref().map(|t| t.0))
+        .min()
+        .map_or_else(
+            || "-".to_owned(),
+            |t| format!("ok until {}", t.strftime("%Y-%m-%dT%H:%MZ")),
+        )
 }
 
 /// A row for an object that cannot be read as its kind (see the operator's `Lenient`).
@@ -167,11 +195,13 @@ where
 {
     let _ = writeln!(
         out,
-        "{kind:<10} {:<20} {:<24} {:<6} {:<24} {:<22} -",
+        "{kind:<10} {:<20} {:<24} {:<6} {:<24} {:<22} {:<11} {:<22} -",
         object.namespace().unwrap_or_default(),
         object.name_any(),
         "False",
         "Unreadable",
+        "-",
+        "-",
         "-"
     );
 }

@@ -132,6 +132,8 @@ async fn the_kubectl_plugin_shows_status_runs_now_plans_and_lists_backups() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let line = text.lines().find(|l| l.contains(&namespace) && l.contains("nightly")).unwrap_or_default();
         assert!(line.starts_with("schedule") && line.contains("True") && line.contains("Scheduled"), "{text}");
+        assert!(line.contains("ok until "), "the RPO column: {text}");
+        assert!(text.lines().next().is_some_and(|h| h.contains("LAST RESULT") && h.contains("RPO")), "{text}");
 
         let out = world.plugin(&["run-now", "nightly", "-n", &namespace]).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
