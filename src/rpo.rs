@@ -30,29 +30,48 @@ use crate::schedule::Schedule;
 /// Added to a followed schedule's RPO for a copy: cross-Region copies of
 /// large file systems take hours.
 pub const COPY_ALLOWANCE: Duration = Duration::from_hours(12);
-/// How far ahead the longest gap between runs is looked for.
-pub const HORIZON: Duration = Duration::from_hours(24 * 35);
-/// At most this many runs are walked (minute schedules reach it first).
-const MAX_RUNS: usize = 2_000;
+/// How far the longest gap between runs is looked for: a year covers every
+/// month length and weekday pattern.
+pub const HORIZON: Duration = Duration::from_hours(24 * 366);
+/// At most this many runs are walked (minute schedules reach it first; their
+/// gaps repeat within a week).
+const MAX_RUNS: usize = 12_000;
 
 /// Longest gap between consecutive runs, cached per `key` (cron, time zone).
-static LONGEST_GAP: LazyLock<Mutex<HashMap<String, Duration>>> = LazyLock::new(Mutex::default);
+static LONGEST_GAP: LazyLock<Mutex<HashMap<String, Option<Duration>>>> =
+    LazyLock::new(Mutex::default);
 
-/// The longest gap between two consecutive runs of `schedule` from `now` on
-/// (`key` names the schedule for the cache). `None` when it runs at most once.
+/// The longest gap between two consecutive runs of `schedule` over a year
+/// from January 1st of `now`'s year (a fixed anchor: the same answer at every
+/// restart within the year). `key` names the schedule for the cache. `None`
+/// when it runs at most once in that year.
 pub fn longest_gap(key: &str, schedule: &Schedule, now: Timestamp) -> Option<Duration> {
-    let cached = LONGEST_GAP
+    if let Some(cached) = LONGEST_GAP
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(key)
-        .copied();
-    if cached.is_some() {
-        return cached;
+    {
+        return *cached;
     }
-    let end = now
+    let longest = walk(schedule, now);
+    LONGEST_GAP
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key.to_owned(), longest);
+    longest
+}
+
+fn walk(schedule: &Schedule, now: Timestamp) -> Option<Duration> {
+    let zone = schedule.time_zone().clone();
+    let year = now.to_zoned(zone.clone()).year();
+    let anchor = jiff::civil::date(year, 1, 1)
+        .to_zoned(zone)
+        .ok()?
+        .timestamp();
+    let end = anchor
         .checked_add(SignedDuration::try_from(HORIZON).ok()?)
         .ok()?;
-    let mut previous = schedule.next_after(now)?;
+    let mut previous = schedule.next_after(anchor)?;
     let mut longest: Option<Duration> = None;
     for _ in 0..MAX_RUNS {
         let Some(next) = schedule.next_after(previous) else {
@@ -65,19 +84,15 @@ pub fn longest_gap(key: &str, schedule: &Schedule, now: Timestamp) -> Option<Dur
             break;
         }
     }
-    if let Some(gap) = longest {
-        LONGEST_GAP
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_owned(), gap);
-    }
     longest
 }
 
 /// A schedule's default RPO: `2 × longest gap + backupTimeout` (a schedule
 /// that runs at most once more gets `backupTimeout` plus a year).
 pub fn schedule_default(longest_gap: Option<Duration>, backup_timeout: Duration) -> Duration {
-    longest_gap.map_or(Duration::from_hours(24 * 366), |gap| gap * 2) + backup_timeout
+    longest_gap
+        .map_or(Duration::from_hours(24 * 366), |gap| gap.saturating_mul(2))
+        .saturating_add(backup_timeout)
 }
 
 /// What one reconcile learned about a target's newest AVAILABLE backup.
@@ -99,6 +114,8 @@ pub struct Judgement {
     pub breached: Option<String>,
     /// The earliest breach still ahead: when to look again.
     pub next_breach: Option<Timestamp>,
+    /// Targets no longer tracked (their series go).
+    pub dropped: Vec<String>,
 }
 
 /// The recovery points of `targets` after this reconcile: `previous` status
@@ -173,6 +190,11 @@ pub fn judge(
     if !breached.is_empty() {
         out.breached = Some(breached.join("; "));
     }
+    out.dropped = previous
+        .iter()
+        .filter(|p| !targets.contains(&p.target))
+        .map(|p| p.target.clone())
+        .collect();
     out
 }
 
@@ -193,6 +215,12 @@ mod tests {
         let now = at("2026-12-01T00:00:00Z");
         let weekdays = longest_gap("test|0 3 * * 1-5|UTC", &schedule("0 3 * * 1-5"), now);
         assert_eq!(weekdays, Some(Duration::from_hours(72)), "Friday to Monday");
+        let monthly = longest_gap("test|0 0 1 * *|UTC", &schedule("0 0 1 * *"), now);
+        assert_eq!(
+            monthly,
+            Some(Duration::from_hours(24 * 31)),
+            "the longest month"
+        );
         let hourly = longest_gap("test|0 * * * *|UTC", &schedule("0 * * * *"), now);
         assert_eq!(hourly, Some(Duration::from_hours(1)));
         assert_eq!(
@@ -290,5 +318,6 @@ mod tests {
             false,
         );
         assert_eq!(one.points.len(), 1);
+        assert_eq!(one.dropped, ["fs-2"]);
     }
 }

@@ -175,7 +175,11 @@ async fn status() -> Result<String, String> {
 
 /// `BREACHED`, or when the RPO breaches first without a newer backup, or `-`.
 fn rpo(points: &[RecoveryPoint]) -> String {
-    if points.iter().any(|p| p.breached == Some(true)) {
+    let now = jiff::Timestamp::now();
+    if points
+        .iter()
+        .any(|p| p.breached == Some(true) || p.breach_time.as_ref().is_some_and(|t| t.0 <= now))
+    {
         return "BREACHED".to_owned();
     }
     points

@@ -82,6 +82,8 @@ pub enum Effect {
     RecoveryPoints {
         rpo: Duration,
         points: Vec<RecoveryPoint>,
+        /// Targets no longer tracked: their series are removed.
+        dropped: Vec<String>,
     },
     /// When the next run is due, and the gap to the run after it.
     NextRun {
@@ -207,38 +209,17 @@ pub async fn perform<F, K>(
                     .get_or_create(&Metrics::target(&namespace, &name, &target))
                     .set(seconds(at));
             }
-            Effect::RecoveryPoints { rpo, points } => {
-                let kind = kind_name::<K>();
-                ctx.metrics
-                    .rpo_seconds
-                    .get_or_create(&Metrics::object(kind, &namespace, &name))
-                    .set(rpo.as_secs_f64());
-                for point in points {
-                    let labels = Metrics::object_target(kind, &namespace, &name, &point.target);
-                    match &point.time {
-                        Some(at) => {
-                            ctx.metrics
-                                .recovery_point
-                                .get_or_create(&labels)
-                                .set(seconds(at.0));
-                        }
-                        None => {
-                            ctx.metrics.recovery_point.remove(&labels);
-                        }
-                    }
-                    match &point.breach_time {
-                        Some(at) => {
-                            ctx.metrics
-                                .rpo_breach_time
-                                .get_or_create(&labels)
-                                .set(seconds(at.0));
-                        }
-                        None => {
-                            ctx.metrics.rpo_breach_time.remove(&labels);
-                        }
-                    }
-                }
-            }
+            Effect::RecoveryPoints {
+                rpo,
+                points,
+                dropped,
+            } => recovery_points(
+                &ctx.metrics,
+                &Metrics::object(kind_name::<K>(), &namespace, &name),
+                rpo,
+                &points,
+                &dropped,
+            ),
             Effect::NextRun { at, interval } => {
                 let labels = Metrics::schedule(&namespace, &name);
                 ctx.metrics
@@ -251,6 +232,53 @@ pub async fn perform<F, K>(
                         .get_or_create(&labels)
                         .set(interval.as_secs_f64());
                 }
+            }
+        }
+    }
+}
+
+/// The RPO gauges of one object: its RPO, each target's recovery point and
+/// breach time (absent when unknown), and no series for `dropped` targets.
+fn recovery_points(
+    metrics: &Metrics,
+    object: &crate::metrics::ObjectLabels,
+    rpo: Duration,
+    points: &[RecoveryPoint],
+    dropped: &[String],
+) {
+    let target = |target: &str| {
+        Metrics::object_target(&object.kind, &object.namespace, &object.name, target)
+    };
+    metrics
+        .rpo_seconds
+        .get_or_create(object)
+        .set(rpo.as_secs_f64());
+    for gone in dropped {
+        metrics.recovery_point.remove(&target(gone));
+        metrics.rpo_breach_time.remove(&target(gone));
+    }
+    for point in points {
+        let labels = target(&point.target);
+        match &point.time {
+            Some(at) => {
+                metrics
+                    .recovery_point
+                    .get_or_create(&labels)
+                    .set(seconds(at.0));
+            }
+            None => {
+                metrics.recovery_point.remove(&labels);
+            }
+        }
+        match &point.breach_time {
+            Some(at) => {
+                metrics
+                    .rpo_breach_time
+                    .get_or_create(&labels)
+                    .set(seconds(at.0));
+            }
+            None => {
+                metrics.rpo_breach_time.remove(&labels);
             }
         }
     }

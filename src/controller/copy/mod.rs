@@ -296,7 +296,15 @@ impl<F: FsxApi> CopyReconciler<F> {
                     return Ok(None);
                 }
             };
-        work.followed_rpo(followed.rpo);
+        // The targets the schedule tracks for its own RPO (before its first
+        // reconcile: those it names).
+        let tracked: Vec<String> = match schedule.status.as_ref() {
+            Some(s) if !s.recovery_points.is_empty() => {
+                s.recovery_points.iter().map(|p| p.target.clone()).collect()
+            }
+            _ => target_ids(&schedule).into_iter().collect(),
+        };
+        work.followed_objective(followed.rpo, followed.suspended, tracked);
         let region = followed.region.clone();
         if partition(&region) != partition(&valid.destination_region) {
             work.cross_partition(&valid.destination_region, &region);

@@ -43,8 +43,8 @@ pub struct Work {
     generation: Option<i64>,
     /// When the object was created: a new object's RPO clock starts there.
     created: Option<Timestamp>,
-    /// The followed schedule's RPO, when it could be read.
-    source_rpo: Option<Duration>,
+    /// What the followed schedule says about its objective, when it could be read.
+    followed: Option<objective::Followed>,
     /// Per source target, the newest AVAILABLE copy a destination listing found.
     listed: Option<std::collections::BTreeMap<String, Option<Timestamp>>>,
 }
@@ -75,7 +75,7 @@ impl Work {
             next_expiry: None,
             generation,
             created: None,
-            source_rpo: None,
+            followed: None,
             listed: None,
         }
     }
@@ -589,11 +589,12 @@ impl Work {
 }
 
 fn note_source(entry: &mut CopyStatus, source: &Backup) {
+    // Also for settled entries: those made before the field existed get it.
+    entry.target = source.target.as_ref().map(|t| t.id().to_owned());
     if !is_pending(entry) {
         return;
     }
     entry.source_creation_time = source.created_at.map(Time);
-    entry.target = source.target.as_ref().map(|t| t.id().to_owned());
     if source.lifecycle == Lifecycle::Available {
         CopyPhase::Queued.set(entry);
         entry.message = None;

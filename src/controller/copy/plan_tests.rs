@@ -557,3 +557,90 @@ fn a_missing_schedule_is_in_progress_for_its_grace_then_stalled() {
         health(&again)
     );
 }
+
+const FS: &str = "fs-0123456789abcdef0";
+
+/// A copy object's status as an earlier reconcile left it, tracking `FS` since `since`.
+fn tracked_since(since: &str) -> FsxBackupCopyStatus {
+    FsxBackupCopyStatus {
+        observed_generation: Some(1),
+        source_targets: vec![FS.into()],
+        recovery_points: vec![crate::crd::common::RecoveryPoint {
+            target: FS.into(),
+            time: None,
+            tracked_since: Time(at(since)),
+            breach_time: None,
+            breached: Some(false),
+        }],
+        ..FsxBackupCopyStatus::default()
+    }
+}
+
+#[test]
+fn a_breached_rpo_outranks_a_retry_and_a_suspended_schedule_pauses_it() {
+    let valid = valid(
+        json!({"scheduleRef": {"name": "nightly"}}),
+        json!({"rpo": "1m"}),
+    );
+    let status = tracked_since("2026-03-01T00:00:00Z");
+    let now = at("2026-03-01T00:10:00Z");
+    let retry = FsxError::RetryLater {
+        operation: "DescribeBackups",
+        region: DESTINATION.into(),
+        code: "ThrottlingException".into(),
+        message: "slow down".into(),
+    };
+    let mut work = Work::start(Some(&status), Some(1));
+    work.followed_objective(Duration::from_mins(1), false, vec![FS.into()]);
+    work.error(&retry);
+    let applied = finish(work, &valid, now);
+    assert!(
+        has(&applied, "Stalled", "True", "RPOBreached"),
+        "{:?}",
+        health(&applied)
+    );
+
+    // The followed schedule is suspended: neither is judged.
+    let mut work = Work::start(Some(&status), Some(1));
+    work.followed_objective(Duration::from_mins(1), true, vec![FS.into()]);
+    let applied = finish(work, &valid, now);
+    assert!(
+        has(&applied, "Stalled", "False", "NotStalled"),
+        "{:?}",
+        health(&applied)
+    );
+}
+
+#[test]
+fn copies_made_before_the_target_field_count_as_recovery_points() {
+    let valid = follow();
+    let mut status = tracked_since("2026-03-01T00:00:00Z");
+    status.recovery_points.clear();
+    status.copies.push(CopyStatus {
+        source_backup_id: "backup-0000000a".into(),
+        destination_backup_id: Some("backup-0000000b".into()),
+        lifecycle: "AVAILABLE".into(),
+        source_creation_time: Some(Time(at("2026-03-01T00:05:00Z"))),
+        ..CopyStatus::default()
+    });
+    let now = at("2026-03-01T00:10:00Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    work.followed_objective(Duration::from_mins(30), false, vec![FS.into()]);
+    work.follow(
+        now,
+        &valid,
+        vec![backup(
+            "backup-0000000a",
+            Lifecycle::Available,
+            "2026-03-01T00:05:00Z",
+        )],
+    );
+    let applied = finish(work, &valid, now);
+    let point = &applied.status.recovery_points[0];
+    assert_eq!(
+        point.time,
+        Some(Time(at("2026-03-01T00:05:00Z"))),
+        "{point:?}"
+    );
+    assert_eq!(point.breached, Some(false));
+}

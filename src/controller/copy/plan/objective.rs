@@ -11,11 +11,28 @@ use crate::fsx::Backup;
 use crate::retention::{self, Verdict};
 use crate::rpo::{self, COPY_ALLOWANCE, Judgement, Seen};
 
+/// The followed schedule's objective, as the copy inherits it.
+#[derive(Debug)]
+pub struct Followed {
+    /// Its RPO, set or default.
+    rpo: Duration,
+    /// Suspended: neither it nor the copy is judged.
+    suspended: bool,
+    /// The targets it tracks: the copy tracks the same.
+    tracked: Vec<String>,
+}
+
 impl Work {
-    /// Follow mode: the followed schedule's RPO (set or default); the copy's
-    /// default is it plus [`COPY_ALLOWANCE`].
-    pub fn followed_rpo(&mut self, rpo: Duration) {
-        self.source_rpo = Some(rpo);
+    /// Follow mode: what the followed schedule says about its objective: its
+    /// RPO (set or default; the copy's default is it plus [`COPY_ALLOWANCE`]),
+    /// whether it is suspended (then neither is judged), and the targets it
+    /// tracks (the copy tracks the same).
+    pub fn followed_objective(&mut self, rpo: Duration, suspended: bool, tracked: Vec<String>) {
+        self.followed = Some(Followed {
+            rpo,
+            suspended,
+            tracked,
+        });
     }
 
     /// Retention listed the destination: per source target, the newest AVAILABLE
@@ -64,10 +81,11 @@ impl Work {
         let Source::Schedule { .. } = valid.source else {
             return Judgement::default();
         };
-        let Some(rpo) = valid
-            .rpo
-            .or_else(|| self.source_rpo.map(|r| r + COPY_ALLOWANCE))
-        else {
+        let Some(rpo) = valid.rpo.or_else(|| {
+            self.followed
+                .as_ref()
+                .map(|f| f.rpo.saturating_add(COPY_ALLOWANCE))
+        }) else {
             // The schedule cannot be read: its own health says so; keep the points.
             return Judgement::default();
         };
@@ -97,24 +115,32 @@ impl Work {
                 },
             );
         }
-        let start = if self.status.recovery_points.is_empty() {
+        // A new object's clock starts at its creation; a target added later
+        // (or to an object upgraded from before RPOs), when first seen.
+        let start = if self.status.observed_generation.is_none() {
             self.created.unwrap_or(now).min(now)
         } else {
             now
         };
+        let targets = self
+            .followed
+            .as_ref()
+            .map_or_else(|| self.status.source_targets.clone(), |f| f.tracked.clone());
+        let paused = self.followed.as_ref().is_some_and(|f| f.suspended);
         let judgement = rpo::judge(
             &self.status.recovery_points,
-            &self.status.source_targets,
+            &targets,
             &seen,
             rpo,
             now,
             start,
-            false,
+            paused,
         );
         self.status.recovery_points.clone_from(&judgement.points);
         self.status.rpo = Some(format_duration(rpo));
         self.effects.extend(judgement.effects.iter().cloned());
         self.effects.push(Effect::RecoveryPoints {
+            dropped: judgement.dropped.clone(),
             rpo,
             points: judgement.points.clone(),
         });

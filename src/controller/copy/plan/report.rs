@@ -83,19 +83,22 @@ impl Work {
             return (Health::stalled(reason, message), None);
         }
         let one_shot = matches!(valid.source, Source::Backup { .. });
-        if let Some((reason, message)) = &self.waiting {
-            if has_grace(*reason) {
-                return match grace_ends(&self.status.conditions, *reason, now) {
-                    Some(end) => (Health::progressing(*reason, message.clone()), Some(end)),
-                    None => (Health::stalled(*reason, message.clone()), None),
-                };
-            }
-            if *reason != Reason::WaitingForCopySlot || one_shot {
-                return (Health::progressing(*reason, message.clone()), None);
-            }
+        if let Some((reason, message)) = &self.waiting
+            && has_grace(*reason)
+        {
+            return match grace_ends(&self.status.conditions, *reason, now) {
+                Some(end) => (Health::progressing(*reason, message.clone()), Some(end)),
+                None => (Health::stalled(*reason, message.clone()), None),
+            };
         }
+        // As for schedules: a breach outranks a retry in progress.
         if let Some(message) = breached {
             return (Health::stalled(Reason::RPOBreached, message), None);
+        }
+        if let Some((reason, message)) = &self.waiting
+            && (*reason != Reason::WaitingForCopySlot || one_shot)
+        {
+            return (Health::progressing(*reason, message.clone()), None);
         }
         (self.routine_health(valid, one_shot), None)
     }

@@ -35,8 +35,9 @@ impl Work {
                 (t.id.clone(), Seen { newest, listing })
             })
             .collect();
-        // A new object's clock starts at its creation; a target added later, when first seen.
-        let start = if self.status.recovery_points.is_empty() {
+        // A new object's clock starts at its creation; a target added later
+        // (or to an object upgraded from before RPOs), when first seen.
+        let start = if self.status.observed_generation.is_none() {
             valid.created.unwrap_or(now).min(now)
         } else {
             now
@@ -54,6 +55,7 @@ impl Work {
         self.status.rpo = Some(format_duration(valid.rpo));
         self.effects.extend(judgement.effects.iter().cloned());
         self.effects.push(Effect::RecoveryPoints {
+            dropped: judgement.dropped.clone(),
             rpo: valid.rpo,
             points: judgement.points.clone(),
         });
