@@ -5,7 +5,7 @@
 //!
 //! Rules:
 //! - Default for a schedule: twice the longest gap between its consecutive
-//!   runs (over the next [`HORIZON`]), plus `backupTimeout`: one failed or
+//!   runs (over a year from January 1st, [`HORIZON`]), plus `backupTimeout`: one failed or
 //!   missed run is tolerated, two in a row are not.
 //! - Default for a copy: its schedule's RPO (set or default) plus
 //!   [`COPY_ALLOWANCE`] for the copy itself.
