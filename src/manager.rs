@@ -83,6 +83,11 @@ pub struct Options {
     /// How often the leader counts stray backups (owner object gone); 0 turns it off.
     #[arg(long, env = "FSXBO_STRAY_SCAN_INTERVAL", default_value = "10m", value_parser = duration_arg)]
     pub stray_scan_interval: Duration,
+    /// Kubernetes API calls in flight at once (watches excluded). Bounds the
+    /// connections to the apiserver and their memory when thousands of objects
+    /// are reconciled together; calls beyond it wait their turn.
+    #[arg(long, env = "FSXBO_KUBE_MAX_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub kube_max_in_flight: u16,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -184,7 +189,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     tokio::spawn(serve);
     tracing::info!(address = %bound, "serving /metrics, /healthz and /readyz");
 
-    let (watch_client, client) = kube_clients().await?;
+    let (watch_client, client) = kube_clients(options.kube_max_in_flight).await?;
     let (ctx, clock_moved) = context(&options, client.clone(), metrics.clone()).await?;
 
     // SIGTERM: stop taking new work; reconciles in progress get `shutdown_timeout`.
@@ -281,8 +286,9 @@ pub async fn run(options: Options) -> Result<(), String> {
 pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Two clients on the same credentials: one for watches (long reads, guarded by
-/// the watcher's own idle timeout) and one for every other call, with timeouts.
-async fn kube_clients() -> Result<(kube::Client, kube::Client), String> {
+/// the watcher's own idle timeout) and one for every other call, with timeouts
+/// and at most `max_in_flight` calls at once.
+async fn kube_clients(max_in_flight: u16) -> Result<(kube::Client, kube::Client), String> {
     let config = kube::Config::infer()
         .await
         .map_err(|err| format!("cannot find a Kubernetes configuration: {err}"))?;
@@ -291,11 +297,15 @@ async fn kube_clients() -> Result<(kube::Client, kube::Client), String> {
     calls.write_timeout = Some(KUBE_CALL_TIMEOUT);
     // Count from the request, not from when a pooled connection went idle.
     calls.reset_reader_on_write = true;
-    let build = |config| {
-        kube::Client::try_from(config)
-            .map_err(|err| format!("cannot build a Kubernetes client: {err}"))
-    };
-    Ok((build(config)?, build(calls)?))
+    let cannot = |err: kube::Error| format!("cannot build a Kubernetes client: {err}");
+    let watches = kube::Client::try_from(config).map_err(cannot)?;
+    let calls = kube::client::ClientBuilder::try_from(calls)
+        .map_err(cannot)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(usize::from(
+            max_in_flight,
+        )))
+        .build();
+    Ok((watches, calls))
 }
 
 /// Where the Lease lives when leader election is on (`None` when it is off).

@@ -15,12 +15,12 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -167,7 +167,16 @@ pub async fn run<R: Reconciler>(
         synced,
     } = wiring;
     let concurrency = reconciler.context().settings.max_concurrent_reconciles;
-    let controller = Controller::new(api, watcher::Config::default().any_semantic())
+    // The cache keeps every object: without `managedFields` (server-side apply
+    // bookkeeping, most of an object's size, never read here) it is a fraction.
+    let (reader, writer) = reflector::store();
+    let objects = reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic())
+            .modify(|object: &mut Watched<R>| object.managed_fields_mut().clear()),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(objects, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     count_when_synced(controller.store(), synced);
     let mut controller = configure(controller).graceful_shutdown_on(shutdown);
