@@ -83,10 +83,11 @@ pub struct Options {
     /// How often the leader counts stray backups (owner object gone); 0 turns it off.
     #[arg(long, env = "FSXBO_STRAY_SCAN_INTERVAL", default_value = "10m", value_parser = duration_arg)]
     pub stray_scan_interval: Duration,
-    /// Kubernetes API calls in flight at once (watches excluded). Bounds the
-    /// connections to the apiserver and their memory when thousands of objects
-    /// are reconciled together; calls beyond it wait their turn.
-    #[arg(long, env = "FSXBO_KUBE_MAX_IN_FLIGHT", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Kubernetes API calls in flight at once (watches excluded); 0: no limit.
+    /// Bounds the connections to the apiserver and their memory when thousands
+    /// of objects are reconciled together; calls beyond it wait their turn, so
+    /// a low limit makes simultaneous runs late (see the README's benchmark).
+    #[arg(long, env = "FSXBO_KUBE_MAX_IN_FLIGHT", default_value_t = DEFAULT_KUBE_MAX_IN_FLIGHT)]
     pub kube_max_in_flight: u16,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FSXBO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
@@ -285,6 +286,9 @@ pub async fn run(options: Options) -> Result<(), String> {
 /// the reconcile (retried with backoff) instead of holding it forever.
 pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The default of `--kube-max-in-flight`.
+pub const DEFAULT_KUBE_MAX_IN_FLIGHT: u16 = 128;
+
 /// Two clients on the same credentials: one for watches (long reads, guarded by
 /// the watcher's own idle timeout) and one for every other call, with timeouts
 /// and at most `max_in_flight` calls at once.
@@ -299,12 +303,16 @@ async fn kube_clients(max_in_flight: u16) -> Result<(kube::Client, kube::Client)
     calls.reset_reader_on_write = true;
     let cannot = |err: kube::Error| format!("cannot build a Kubernetes client: {err}");
     let watches = kube::Client::try_from(config).map_err(cannot)?;
-    let calls = kube::client::ClientBuilder::try_from(calls)
-        .map_err(cannot)?
-        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(usize::from(
-            max_in_flight,
-        )))
-        .build();
+    let calls = if max_in_flight == 0 {
+        kube::Client::try_from(calls).map_err(cannot)?
+    } else {
+        kube::client::ClientBuilder::try_from(calls)
+            .map_err(cannot)?
+            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(usize::from(
+                max_in_flight,
+            )))
+            .build()
+    };
     Ok((watches, calls))
 }
 

@@ -410,7 +410,7 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
             "--deletion-brake-max=10",
             "--deletion-brake-percent=50",
             "--stray-scan-interval=10m",
-            "--kube-max-in-flight=16",
+            "--kube-max-in-flight=128",
             "--leader-election=true",
             "--leader-election-namespace=ops",
             "--lease-name=pkg-fsx-backup-operator",
