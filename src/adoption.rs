@@ -138,6 +138,7 @@ pub fn apply(backups: &mut [Backup], retag: &Retag) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixtures;
     use crate::ownership::{SCHEDULED_TIME_KEY, ownership_tags};
 
     const KIND: &str = "FsxBackupSchedule";
@@ -158,17 +159,9 @@ mod tests {
             tags.insert(CLUSTER_KEY.into(), cluster.into());
         }
         Backup {
-            id: id.into(),
             arn: Some(format!("arn:aws:fsx:us-east-1:111122223333:backup/{id}")),
-            lifecycle: Lifecycle::Available,
-            backup_type: Some(BackupType::UserInitiated),
-            progress_percent: None,
-            created_at: None,
             tags,
-            failure_message: None,
-            target: None,
-            source_backup_id: None,
-            source_region: None,
+            ..fixtures::backup(id, Lifecycle::Available, "2026-01-01T00:00:00Z")
         }
     }
 

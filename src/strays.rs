@@ -327,7 +327,8 @@ fn labels(namespace: &str) -> NamespaceLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsx::{BackupType, Lifecycle};
+    use crate::controller::fixtures;
+    use crate::fsx::Lifecycle;
     use crate::ownership::ownership_tags;
 
     fn backup(id: &str, namespace: &str, name: &str, uid: &str, cluster: Option<&str>) -> Backup {
@@ -336,17 +337,8 @@ mod tests {
             tags.insert(CLUSTER_KEY.into(), cluster.into());
         }
         Backup {
-            id: id.into(),
-            arn: None,
-            lifecycle: Lifecycle::Available,
-            backup_type: Some(BackupType::UserInitiated),
-            progress_percent: None,
-            created_at: None,
             tags,
-            failure_message: None,
-            target: None,
-            source_backup_id: None,
-            source_region: None,
+            ..fixtures::backup(id, Lifecycle::Available, "2026-01-01T00:00:00Z")
         }
     }
 

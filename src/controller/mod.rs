@@ -13,7 +13,7 @@ pub mod copy;
 pub mod driver;
 pub mod effects;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod lenient;
 pub mod schedule;
 

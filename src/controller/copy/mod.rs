@@ -353,10 +353,25 @@ impl<F: FsxApi> CopyReconciler<F> {
                     return false;
                 }
             };
+        self.adopt_in(work, valid, owner, &mut copies).await;
+        work.found_in_destination(&copies, &owner.uid);
+        true
+    }
+
+    /// Re-tags what a listing of the destination calls for (this name's orphans
+    /// adopted, the cluster tag); `copies` then shows the new tags.
+    async fn adopt_in(
+        &self,
+        work: &mut Work,
+        valid: &ValidCopy,
+        owner: &Owner,
+        copies: &mut [Backup],
+    ) {
+        let destination = &valid.destination_region;
         let retagged = adopt::retag(
             &self.ctx.fsx,
             destination,
-            &mut copies,
+            copies,
             owner,
             plan::KIND,
             valid.adoption,
@@ -368,8 +383,6 @@ impl<F: FsxApi> CopyReconciler<F> {
         if retagged.any_adopted() {
             work.adopted();
         }
-        work.found_in_destination(&copies, &owner.uid);
-        true
     }
 
     /// Copies in flight: one batched lookup, at most once per poll interval; slots
@@ -464,21 +477,7 @@ impl<F: FsxApi> CopyReconciler<F> {
                     return Some(now);
                 }
             };
-        let retagged = adopt::retag(
-            &self.ctx.fsx,
-            destination,
-            &mut copies,
-            owner,
-            plan::KIND,
-            valid.adoption,
-        )
-        .await;
-        let what = format!("copies in {destination}");
-        work.effects
-            .extend(retagged.effects(Counter::CopiesAdopted, plan::KIND, &what));
-        if retagged.any_adopted() {
-            work.adopted();
-        }
+        self.adopt_in(work, valid, owner, &mut copies).await;
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
         let mut deleted = Vec::new();
         if work.hold_deletions(destination, &plan, check) {
