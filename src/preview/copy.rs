@@ -6,10 +6,9 @@
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::{Preview, TargetPreview, generation_after_apply, owner_of, simulate_adoption};
+use super::{Preview, TargetPreview, generation_after_apply, owner_of, read, simulate_adoption};
 use crate::controller::Brake;
 use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::copy::in_destination;
@@ -33,10 +32,7 @@ pub async fn copy<F: FsxApi>(
 ) -> Result<Preview, String> {
     let namespace = object.namespace().unwrap_or_else(|| "default".into());
     let name = object.name_any();
-    let live = Api::<FsxBackupCopy>::namespaced(client.clone(), &namespace)
-        .get_opt(&name)
-        .await
-        .map_err(|err| format!("cannot read FsxBackupCopy {namespace}/{name}: {err}"))?;
+    let live: Option<FsxBackupCopy> = read(&client, &namespace, &name).await?;
     let valid = validate(object, default_region).map_err(|err| format!("invalid: {err}"))?;
     let owner = owner_of(object, live.as_ref().and_then(ResourceExt::uid), cluster);
     let generation = generation_after_apply(
@@ -58,10 +54,8 @@ pub async fn copy<F: FsxApi>(
             }
         }
         Source::Schedule { name: followed } => {
-            let schedule = Api::<FsxBackupSchedule>::namespaced(client, &namespace)
-                .get_opt(followed)
-                .await
-                .map_err(|err| format!("cannot read FsxBackupSchedule {namespace}/{followed}: {err}"))?
+            let schedule = read::<FsxBackupSchedule>(&client, &namespace, followed)
+                .await?
                 .ok_or_else(|| format!("FsxBackupSchedule {namespace}/{followed} not found: the copy would wait for it"))?;
             let spec = schedule_spec::validate(&schedule, default_region, now)
                 .map_err(|err| format!("FsxBackupSchedule {followed} is invalid: {err}"))?;

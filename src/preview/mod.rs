@@ -360,22 +360,30 @@ async fn read_live(
     name: &str,
     namespace: &str,
 ) -> Result<Object, String> {
-    let cannot =
-        |kind: &str, err: kube::Error| format!("cannot read {kind} {namespace}/{name}: {err}");
     let missing = |kind: &str| format!("{kind} {namespace}/{name} not found");
     if kind == "copy" {
-        Api::<FsxBackupCopy>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|err| cannot("FsxBackupCopy", err))?
+        read::<FsxBackupCopy>(client, namespace, name)
+            .await?
             .map(|c| Object::Copy(Box::new(c)))
             .ok_or_else(|| missing("FsxBackupCopy"))
     } else {
-        Api::<FsxBackupSchedule>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|err| cannot("FsxBackupSchedule", err))?
+        read::<FsxBackupSchedule>(client, namespace, name)
+            .await?
             .map(|s| Object::Schedule(Box::new(s)))
             .ok_or_else(|| missing("FsxBackupSchedule"))
     }
+}
+
+/// `namespace/name` of kind `K` as it is in the cluster, if it exists.
+async fn read<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, String>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|err| format!("cannot read {} {namespace}/{name}: {err}", K::kind(&())))
 }

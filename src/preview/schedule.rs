@@ -2,10 +2,9 @@
 //! backups it owns (and would adopt), and when it runs next.
 
 use jiff::{SignedDuration, Timestamp};
-use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::{Preview, TargetPreview, generation_after_apply, owner_of, simulate_adoption};
+use super::{Preview, TargetPreview, generation_after_apply, owner_of, read, simulate_adoption};
 use crate::controller::Brake;
 use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::schedule::plan::{KIND, select_file_systems};
@@ -29,11 +28,7 @@ pub async fn schedule<F: FsxApi>(
 ) -> Result<Preview, String> {
     let namespace = object.namespace().unwrap_or_else(|| "default".into());
     let name = object.name_any();
-    let api: Api<FsxBackupSchedule> = Api::namespaced(client, &namespace);
-    let live = api
-        .get_opt(&name)
-        .await
-        .map_err(|err| format!("cannot read FsxBackupSchedule {namespace}/{name}: {err}"))?;
+    let live: Option<FsxBackupSchedule> = read(&client, &namespace, &name).await?;
     let valid = validate(object, default_region, now).map_err(|err| format!("invalid: {err}"))?;
     let owner = owner_of(object, live.as_ref().and_then(ResourceExt::uid), cluster);
     let ids: Vec<String> = match &valid.targets {
