@@ -35,6 +35,17 @@ async fn plan(world: &World, args: &[&str]) -> std::process::Output {
         .expect("join")
 }
 
+/// The backups the operator deleted, as the emulator logged them.
+fn deleted_ids(world: &World) -> BTreeSet<String> {
+    world
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == "DeleteBackup" && r.outcome == "ok")
+        .flat_map(|r| r.backup_ids)
+        .collect()
+}
+
 fn ids(list: &Value) -> BTreeSet<String> {
     list.as_array()
         .into_iter()
@@ -100,14 +111,7 @@ async fn a_plan_of_a_manifest_is_what_the_controller_then_does() {
                 o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.managed_backup_count) == Some(2)
             })
             .await;
-        let deleted: BTreeSet<String> = world
-            .emulator
-            .requests()
-            .into_iter()
-            .filter(|r| r.operation == "DeleteBackup" && r.outcome == "ok")
-            .flat_map(|r| r.backup_ids)
-            .collect();
-        assert_eq!(deleted, planned, "the controller did what the plan said");
+        assert_eq!(deleted_ids(&world), planned, "the controller did what the plan said");
 
         // Clear errors: an object that does not exist.
         let output = plan(&world, &["--name", "missing", "-n", &namespace]).await;
@@ -239,13 +243,7 @@ async fn a_plan_of_a_copy_manifest_is_what_the_controller_then_does() {
         let output = kubectl_with_input(&["apply", "-f", "-"], Some(&second.to_string()));
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let deleted = eventually("the two copies deleted", WAIT, || {
-            let deleted: BTreeSet<String> = world
-                .emulator
-                .requests()
-                .into_iter()
-                .filter(|r| r.operation == "DeleteBackup" && r.outcome == "ok")
-                .flat_map(|r| r.backup_ids)
-                .collect();
+            let deleted = deleted_ids(&world);
             async move { (deleted.len() >= 2).then_some(deleted) }
         })
         .await;
