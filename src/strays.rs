@@ -176,8 +176,9 @@ pub async fn live(client: &kube::Client, namespaces: &[String]) -> Result<Live, 
     Ok(live)
 }
 
-/// Scans every `interval` until `stop`: lists the objects and the operator's
-/// backups in every Region they use, and sets the stray gauge per namespace.
+/// Scans every `interval` (the first one interval after start) until `stop`:
+/// lists the objects and the operator's backups in every Region they use, and
+/// sets the stray gauge per namespace.
 /// A failed scan keeps the last figures and is retried at the next interval.
 pub async fn run<F: FsxApi>(
     ctx: Arc<Context<F>>,
@@ -187,6 +188,12 @@ pub async fn run<F: FsxApi>(
 ) {
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
+        // First wait: the scan lists every object and backup, and should not
+        // add to the start-up burst, when every object is reconciled at once.
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
         match scan(&ctx, &namespaces).await {
             Ok(counts) => {
                 let gauge = &ctx.metrics.stray_backups;
@@ -201,10 +208,6 @@ pub async fn run<F: FsxApi>(
             Err(message) => {
                 tracing::warn!(error = %message, "stray scan failed; retried at the next interval");
             }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
         }
     }
 }
