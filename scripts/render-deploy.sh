@@ -9,7 +9,8 @@
 #                                   (tests/e2e/packaging.rs compares DIR with deploy/)
 #
 # Run it after changing the chart or regenerating crds/ (`cargo run -- crd --out crds`).
-# deploy/iam-policy.json is written by hand and left alone.
+# deploy/iam-policy.json, account-role-policy.json and account-trust-policy.json
+# are written by hand and left alone.
 # HELM may name the helm binary; by default the one scripts/install-tools.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -46,6 +46,12 @@ pub enum Reason {
     /// A spec change would delete more backups at once than the deletion brake
     /// allows: nothing is deleted until that generation is approved.
     DeletionHeld,
+    /// `spec.account` names no `FsxBackupAccount`.
+    AccountNotFound,
+    /// The `FsxBackupAccount` does not allow the object's namespace (or cannot be used).
+    AccountNotAllowed,
+    /// A copy would copy between accounts, which FSx cannot.
+    CrossAccountCopy,
     /// FSx refused a call for a reason only a person can fix; the same FSx error
     /// gives the same reason in every kind.
     UserAction(UserActionReason),
@@ -75,13 +81,16 @@ impl Reason {
             Self::SourceFailed => "SourceFailed",
             Self::DeletionHeld => "DeletionHeld",
             Self::RPOBreached => "RPOBreached",
+            Self::AccountNotFound => "AccountNotFound",
+            Self::AccountNotAllowed => "AccountNotAllowed",
+            Self::CrossAccountCopy => "CrossAccountCopy",
             Self::UserAction(reason) => reason.as_str(),
         }
     }
 
     /// The reason stored in status as text, read back (unknown text: `None`).
     pub fn parse(text: &str) -> Option<Self> {
-        const PLAIN: [Reason; 21] = [
+        const PLAIN: [Reason; 24] = [
             Reason::Scheduled,
             Reason::BackupCreated,
             Reason::Suspended,
@@ -103,6 +112,9 @@ impl Reason {
             Reason::SourceFailed,
             Reason::DeletionHeld,
             Reason::RPOBreached,
+            Reason::AccountNotFound,
+            Reason::AccountNotAllowed,
+            Reason::CrossAccountCopy,
         ];
         PLAIN
             .into_iter()

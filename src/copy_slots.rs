@@ -1,4 +1,5 @@
-//! The process-wide queue of copy slots per destination Region.
+//! The process-wide queue of copy slots per destination account and Region (a
+//! *pool*, named `account/region` by [`pool`]).
 //!
 //! FSx allows a handful of copies in progress per destination Region and account
 //! (five by default). Every `FsxBackupCopy` object draws from the same slots, so the
@@ -10,6 +11,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The pool of copy slots of a destination: its account and Region, as FSx
+/// counts copies in progress per account and Region.
+pub fn pool(destination: &crate::fsx::Place) -> String {
+    format!("{}/{}", destination.account(), destination.region)
+}
+
+/// `(account, region)` of a pool name made by [`pool`].
+pub fn split_pool(pool: &str) -> (String, String) {
+    let (account, region) = pool.split_once('/').unwrap_or(("", pool));
+    (account.to_owned(), region.to_owned())
+}
 
 #[derive(Debug)]
 struct RegionSlots<K> {

@@ -3,6 +3,7 @@
 //! The binary in `main.rs` only wires configuration and clients together; all
 //! behaviour lives in the modules below.
 
+pub mod accounts;
 pub mod adoption;
 pub mod clock;
 pub mod conditions;

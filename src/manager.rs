@@ -40,10 +40,14 @@ pub struct Options {
     /// FSx endpoint override (the SDK also reads `AWS_ENDPOINT_URL_FSX`).
     #[arg(long, env = "FSXBO_FSX_ENDPOINT_URL")]
     pub fsx_endpoint_url: Option<String>,
+    /// STS endpoint override, for assuming the roles of `FsxBackupAccount`s
+    /// (the SDK also reads `AWS_ENDPOINT_URL_STS`).
+    #[arg(long, env = "FSXBO_STS_ENDPOINT_URL")]
+    pub sts_endpoint_url: Option<String>,
     /// SNS endpoint override (the SDK also reads `AWS_ENDPOINT_URL_SNS`).
     #[arg(long, env = "FSXBO_SNS_ENDPOINT_URL")]
     pub sns_endpoint_url: Option<String>,
-    /// Client-side limit on FSx requests per second per Region; 0 turns it off.
+    /// Client-side limit on FSx requests per second per account and Region; 0 turns it off.
     #[arg(long, env = "FSXBO_AWS_REQUESTS_PER_SECOND", default_value_t = 10.0, value_parser = rate_arg)]
     pub aws_requests_per_second: f64,
     /// Burst allowed above the request rate.
@@ -55,8 +59,8 @@ pub struct Options {
     /// How soon a transient FSx failure is retried.
     #[arg(long, env = "FSXBO_RETRY_INTERVAL", default_value = "30s", value_parser = duration_arg)]
     pub retry_interval: Duration,
-    /// Copies in progress per destination Region, shared by all `FsxBackupCopy` objects
-    /// (FSx allows 5 per account unless raised).
+    /// Copies in progress per destination account and Region, shared by all
+    /// `FsxBackupCopy` objects (FSx allows 5 per account and Region unless raised).
     #[arg(long, env = "FSXBO_COPY_SLOTS_PER_REGION", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub copy_slots_per_region: u32,
     /// Reconciles running at once per controller; 0 = unlimited (runs on time first).
@@ -366,6 +370,7 @@ async fn context(
             sdk,
             AwsFsxConfig {
                 endpoint_url: options.fsx_endpoint_url.clone(),
+                sts_endpoint_url: options.sts_endpoint_url.clone(),
                 requests_per_second: (options.aws_requests_per_second > 0.0)
                     .then_some(options.aws_requests_per_second),
                 burst: options.aws_burst,

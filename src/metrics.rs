@@ -32,6 +32,8 @@ pub struct CopyLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionLabels {
+    /// The account id (`own`: the operator's own identity).
+    pub account: String,
     pub region: String,
 }
 
@@ -40,6 +42,8 @@ pub struct AwsLabels {
     pub operation: String,
     /// `ok`, or the FSx error code.
     pub code: String,
+    /// The account id (`own`: the operator's own identity).
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -365,9 +369,11 @@ impl Metrics {
         }
     }
 
-    pub fn region(region: &str) -> RegionLabels {
+    /// Labels of one account's Region (`key` as in `Place::key`).
+    pub fn region((account, region): &(String, String)) -> RegionLabels {
         RegionLabels {
-            region: region.to_owned(),
+            account: account.clone(),
+            region: region.clone(),
         }
     }
 
@@ -436,6 +442,7 @@ mod tests {
             .get_or_create(&AwsLabels {
                 operation: "CreateBackup".into(),
                 code: "ok".into(),
+                account: "own".into(),
             })
             .inc();
         let text = encode(&registry);
@@ -447,7 +454,7 @@ mod tests {
         );
         assert!(text.contains(r#"fsxbackup_last_successful_backup_timestamp_seconds{namespace="storage",schedule="nightly",target="fs-1"} 1700000000"#), "{text}");
         assert!(
-            text.contains(r#"fsxbackup_aws_requests_total{operation="CreateBackup",code="ok"} 1"#),
+            text.contains(r#"fsxbackup_aws_requests_total{operation="CreateBackup",code="ok",account="own"} 1"#),
             "{text}"
         );
         metrics.forget_schedule("storage", "nightly", &["fs-1".into()]);

@@ -17,12 +17,14 @@ use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
+use crate::accounts::Accounts;
 use crate::adoption::is_operators;
 use crate::controller::Context;
+use crate::controller::ObjectKey;
 use crate::controller::lenient::Lenient;
 use crate::crd::common::Adoption;
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
-use crate::fsx::{Backup, FsxApi};
+use crate::fsx::{Backup, FsxApi, Place};
 use crate::metrics::NamespaceLabels;
 use crate::ownership::{CLUSTER_KEY, OWNER_KEY, OWNER_UID_KEY};
 
@@ -32,8 +34,9 @@ use crate::ownership::{CLUSTER_KEY, OWNER_KEY, OWNER_UID_KEY};
 pub struct Live {
     pub uids: HashSet<String>,
     pub adopters: HashMap<String, Adoption>,
-    /// Regions the objects use (source and destination), for the scan.
-    pub regions: BTreeSet<String>,
+    /// The (`spec.account`, Region) pairs the objects use (source and
+    /// destination), each with one object using it, whose role the scan borrows.
+    pub scopes: BTreeMap<(Option<String>, String), ObjectKey>,
 }
 
 impl Live {
@@ -42,10 +45,16 @@ impl Live {
         &mut self,
         object: &Lenient<K>,
         adoption: Option<Adoption>,
+        account: Option<String>,
         region: Option<String>,
     ) {
         if let Some(uid) = object.uid() {
             self.uids.insert(uid);
+        }
+        if let Some(region) = region {
+            self.scopes
+                .entry((account, region))
+                .or_insert_with(|| ObjectKey::of(object));
         }
         let label = format!(
             "{}/{}/{}",
@@ -54,7 +63,6 @@ impl Live {
             object.name_any()
         );
         self.adopters.insert(label, adoption.unwrap_or_default());
-        self.regions.extend(region);
     }
 }
 
@@ -161,6 +169,7 @@ pub async fn live(client: &kube::Client, namespaces: &[String]) -> Result<Live, 
             live.add(
                 &s,
                 spec.and_then(|s| s.adoption),
+                spec.and_then(|s| s.account.clone()),
                 spec.and_then(|s| s.region.clone()),
             );
         }
@@ -169,6 +178,7 @@ pub async fn live(client: &kube::Client, namespaces: &[String]) -> Result<Live, 
             live.add(
                 &c,
                 spec.and_then(|c| c.adoption),
+                spec.and_then(|c| c.account.clone()),
                 spec.map(|c| c.destination_region.clone()),
             );
         }
@@ -212,27 +222,42 @@ pub async fn run<F: FsxApi>(
     }
 }
 
-/// The operator's backups per Region and the objects that own them. The
-/// objects are listed again after the backups (and both listings count as
-/// live), so an object created meanwhile never makes its first backups look
-/// stray; one deleted meanwhile is seen at the next scan.
+/// The operator's backups per account and Region, and the objects that own
+/// them. The objects are listed again after the backups (and both listings
+/// count as live), so an object created meanwhile never makes its first backups
+/// look stray; one deleted meanwhile is seen at the next scan. Accounts an
+/// object may not use are not scanned.
 pub async fn gather<F: FsxApi>(
     client: &kube::Client,
+    accounts: &Accounts,
     fsx: &F,
     namespaces: &[String],
     extra_region: Option<String>,
-) -> Result<(Vec<(String, Vec<Backup>)>, Live), String> {
+) -> Result<(Vec<(Place, Vec<Backup>)>, Live), String> {
     let listed = |err: kube::Error| format!("cannot list schedules and copies: {err}");
     let before = live(client, namespaces).await.map_err(listed)?;
-    let mut regions = before.regions.clone();
-    regions.extend(extra_region);
+    let mut places: BTreeMap<(String, String), Place> = BTreeMap::new();
+    if let Some(region) = extra_region {
+        let own = Place::own(region);
+        places.insert(own.key(), own);
+    }
+    for ((account, region), user) in &before.scopes {
+        match accounts.role_for(account.as_deref(), user).await {
+            Ok(Ok(role)) => {
+                let place = Place::new(region, role);
+                places.entry(place.key()).or_insert(place);
+            }
+            Ok(Err(refused)) => tracing::debug!(%refused, "not scanned"),
+            Err(err) => return Err(format!("cannot read FsxBackupAccount: {err}")),
+        }
+    }
     let mut backups = Vec::new();
-    for region in regions {
+    for place in places.into_values() {
         let found = fsx
-            .describe_user_backups(&region)
+            .describe_user_backups(&place)
             .await
-            .map_err(|err| format!("{region}: {err}"))?;
-        backups.push((region, found));
+            .map_err(|err| format!("{place}: {err}"))?;
+        backups.push((place, found));
     }
     let mut after = live(client, namespaces).await.map_err(listed)?;
     after.uids.extend(before.uids);
@@ -245,6 +270,7 @@ async fn scan<F: FsxApi>(
 ) -> Result<BTreeMap<String, i64>, String> {
     let (by_region, live) = gather(
         &ctx.client,
+        &ctx.accounts,
         &ctx.fsx,
         namespaces,
         ctx.settings.default_region.clone(),
@@ -283,16 +309,17 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
         .map_err(|err| format!("cannot reach the cluster (kubeconfig): {err}"))?;
     let cluster = crate::identity::resolve(&client, args.cluster_id.as_deref()).await?;
     let (fsx, region) = crate::preview::user_fsx(args.fsx_endpoint_url, args.region).await;
-    let (by_region, live) = gather(&client, &fsx, &[], region).await?;
+    let accounts = Accounts::new(client.clone());
+    let (by_region, live) = gather(&client, &accounts, &fsx, &[], region).await?;
     if by_region.is_empty() {
         return Err("no Region to scan: give --region or set AWS_REGION".into());
     }
     let mut out = format!(
-        "{:<16} {:<26} {:<11} {:<40} {:<38} {}\n",
-        "REGION", "BACKUP", "ORPHAN", "OWNER", "OWNER UID", "CREATED"
+        "{:<14} {:<16} {:<26} {:<11} {:<40} {:<38} {}\n",
+        "ACCOUNT", "REGION", "BACKUP", "ORPHAN", "OWNER", "OWNER UID", "CREATED"
     );
     let (mut strays, mut untagged) = (0, 0);
-    for (region, backups) in &by_region {
+    for (place, backups) in &by_region {
         for found in find(backups, &cluster, &live) {
             if found.orphan == Orphan::Untagged {
                 untagged += 1;
@@ -305,7 +332,9 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
                 .map_or_else(|| "-".to_owned(), |t| t.to_string());
             let _ = writeln!(
                 out,
-                "{region:<16} {:<26} {:<11} {:<40} {:<38} {created}",
+                "{:<14} {:<16} {:<26} {:<11} {:<40} {:<38} {created}",
+                place.account(),
+                place.region,
                 found.backup.id,
                 found.orphan.as_str(),
                 found.owner,

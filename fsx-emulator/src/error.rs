@@ -38,6 +38,9 @@ pub(crate) mod messages {
         "A generic error indicating a server-side failure.";
     pub(crate) const ONTAP_FILE_SYSTEM_BACKUP: &str = "ONTAP file system backup is unsupported.";
     pub(crate) const THROTTLING: &str = "Rate exceeded";
+    pub(crate) const UNRECOGNIZED_CLIENT: &str =
+        "The security token included in the request is invalid.";
+    pub(crate) const EXPIRED_TOKEN: &str = "The security token included in the request is expired";
 }
 
 /// One error response.
@@ -182,14 +185,28 @@ impl ApiError {
         Self::new("ThrottlingException", messages::THROTTLING)
     }
 
-    pub(crate) fn access_denied(account_id: &str, operation: &str) -> Self {
+    /// `caller_arn`: the IAM user or assumed role the request acted as.
+    pub(crate) fn access_denied(caller_arn: &str, operation: &str) -> Self {
         Self::new(
             "AccessDeniedException",
             format!(
-                "User: arn:aws:iam::{account_id}:user/fsx-emulator is not authorized to perform: \
-                 fsx:{operation} because no identity-based policy allows the fsx:{operation} action"
+                "User: {caller_arn} is not authorized to perform: fsx:{operation} because no \
+                 identity-based policy allows the fsx:{operation} action"
             ),
         )
+    }
+
+    /// An access key with a missing or wrong session token (or one the
+    /// emulator's STS never issued), as JSON-protocol services answer it:
+    /// HTTP 400.
+    pub(crate) fn unrecognized_client() -> Self {
+        Self::new("UnrecognizedClientException", messages::UNRECOGNIZED_CLIENT)
+    }
+
+    /// Session credentials past their expiration, as JSON-protocol services
+    /// answer it: HTTP 400.
+    pub(crate) fn expired_token() -> Self {
+        Self::new("ExpiredTokenException", messages::EXPIRED_TOKEN)
     }
 
     pub(crate) fn unknown_operation(target: &str) -> Self {

@@ -9,10 +9,25 @@
 //! pagination, per-Region state chosen by the `SigV4` signing Region, and the
 //! modeled error codes of each operation.
 //!
-//! Tests control it in-process through [`Emulator`] (seeding, timing, armed
-//! failures, injected faults, limits) and observe it through
-//! [`Emulator::state`] and [`Emulator::requests`]. The same control surface
-//! is served over HTTP under `/_emulator/` for the `fsx-emulator` binary.
+//! State is kept per account as well: the same port serves an STS peer (AWS
+//! Query protocol, for the unmodified `aws-sdk-sts` client) whose
+//! `AssumeRole` issues session credentials for roles registered with
+//! [`Emulator::add_role`]. FSx requests signed with those credentials act in
+//! the role's account (the 12 digits of its ARN): its own file systems,
+//! backups, idempotency tokens, quotas and copy limit, its id in ARNs and
+//! `OwnerId`. They must carry the session token
+//! (`UnrecognizedClientException` otherwise) and stop working when the
+//! credentials expire (`ExpiredTokenException`). Any other access key acts
+//! in the default account [`ACCOUNT_ID`], which is what the methods without
+//! an `account` argument seed and observe. `GetCallerIdentity` is served
+//! too. A [`RoleSeed`]'s `credential_lifetime_seconds` is a test-only knob
+//! (not AWS behaviour) that makes its credentials expire after a few seconds.
+//!
+//! Tests control it in-process through [`Emulator`] (seeding, roles, timing,
+//! armed failures, injected faults, limits) and observe it through
+//! [`Emulator::state`], [`Emulator::state_of`] and [`Emulator::requests`].
+//! The same control surface is served over HTTP under `/_emulator/` for the
+//! `fsx-emulator` binary.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -35,12 +50,14 @@
 mod control_http;
 mod error;
 mod hash;
+mod identity;
 mod ops;
 mod paginate;
 mod region;
 mod render;
 mod server;
 mod state;
+mod sts;
 mod time;
 mod types;
 mod validate;
@@ -58,13 +75,15 @@ pub use region::{is_valid_region, partition};
 pub use types::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, ControlError, Faults,
     FileSystemLifecycle, FileSystemSeed, FileSystemSnapshot, FileSystemType, Limits,
-    RegionSnapshot, RequestRecord, ResourceType, StateSnapshot, StorageType, Tag, Timing,
+    RegionSnapshot, RequestRecord, ResourceType, RoleSeed, StateSnapshot, StorageType, Tag, Timing,
     UnknownValue, VolumeSeed, VolumeSnapshot, VolumeType,
 };
 
 use state::State;
 
-/// The account id in every ARN and `OwnerId` the emulator produces.
+/// The default account: requests signed with any access key the emulator's
+/// STS did not issue act in it, and the methods without an `account`
+/// argument seed and observe it.
 pub const ACCOUNT_ID: &str = state::ACCOUNT_ID;
 
 /// The `X-Amz-Target` prefix FSx requests carry.
@@ -135,33 +154,94 @@ impl Emulator {
         })
     }
 
-    /// Adds a file system to `region`; returns its id.
+    /// Adds a file system to `region` of the default account
+    /// ([`ACCOUNT_ID`]); returns its id.
     pub fn seed_file_system(
         &self,
         region: &str,
         seed: FileSystemSeed,
     ) -> Result<String, ControlError> {
-        self.with_state(|s| s.seed_file_system(region, seed, SystemTime::now()))
+        self.seed_file_system_in(ACCOUNT_ID, region, seed)
     }
 
-    /// Adds a volume to an ONTAP or OpenZFS file system of `region`; returns
-    /// its id.
+    /// Adds a file system to `region` of `account` (12 digits); returns its
+    /// id.
+    pub fn seed_file_system_in(
+        &self,
+        account: &str,
+        region: &str,
+        seed: FileSystemSeed,
+    ) -> Result<String, ControlError> {
+        self.with_state(|s| s.seed_file_system(account, region, seed, SystemTime::now()))
+    }
+
+    /// Adds a volume to an ONTAP or OpenZFS file system of `region` of the
+    /// default account; returns its id.
     pub fn seed_volume(&self, region: &str, seed: VolumeSeed) -> Result<String, ControlError> {
-        self.with_state(|s| s.seed_volume(region, seed, SystemTime::now()))
+        self.seed_volume_in(ACCOUNT_ID, region, seed)
     }
 
-    /// Removes a file system of `region` and its volumes (its backups stay).
+    /// Adds a volume to an ONTAP or OpenZFS file system of `region` of
+    /// `account`; returns its id.
+    pub fn seed_volume_in(
+        &self,
+        account: &str,
+        region: &str,
+        seed: VolumeSeed,
+    ) -> Result<String, ControlError> {
+        self.with_state(|s| s.seed_volume(account, region, seed, SystemTime::now()))
+    }
+
+    /// Removes a file system of `region` of the default account and its
+    /// volumes (its backups stay).
     pub fn remove_file_system(&self, region: &str, id: &str) -> Result<(), ControlError> {
-        self.with_state(|s| s.remove_file_system(region, id))
+        self.remove_file_system_in(ACCOUNT_ID, region, id)
     }
 
-    /// Adds a backup to `region`; returns its id.
+    /// Removes a file system of `region` of `account` and its volumes (its
+    /// backups stay).
+    pub fn remove_file_system_in(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        self.with_state(|s| s.remove_file_system(account, region, id))
+    }
+
+    /// Adds a backup to `region` of the default account; returns its id.
     pub fn seed_backup(&self, region: &str, seed: BackupSeed) -> Result<String, ControlError> {
+        self.seed_backup_in(ACCOUNT_ID, region, seed)
+    }
+
+    /// Adds a backup to `region` of `account`; returns its id. `OwnerId`
+    /// defaults to `account`.
+    pub fn seed_backup_in(
+        &self,
+        account: &str,
+        region: &str,
+        seed: BackupSeed,
+    ) -> Result<String, ControlError> {
         let now = Instant::now();
         self.with_state(|s| {
             s.advance(now);
-            s.seed_backup(region, seed, SystemTime::now())
+            s.seed_backup(account, region, seed, SystemTime::now())
         })
+    }
+
+    /// Registers an IAM role that STS `AssumeRole` may then assume; an
+    /// existing role with the same ARN is replaced (its already issued
+    /// credentials stay valid until they expire, as in IAM).
+    pub fn add_role(&self, role: RoleSeed) -> Result<(), ControlError> {
+        self.with_state(|s| {
+            let State { iam, rng, .. } = s;
+            iam.add_role(role, rng)
+        })
+    }
+
+    /// The registered roles, by ARN.
+    pub fn roles(&self) -> Vec<RoleSeed> {
+        self.with_state(|s| s.iam.roles.values().map(|r| r.seed.clone()).collect())
     }
 
     /// Sets how long later backups and copies take.
@@ -175,19 +255,36 @@ impl Emulator {
     }
 
     /// Arms a failure: the next `CreateBackup` of `target_id` (a file system
-    /// or volume id) in `region` ends `FAILED`. Passing a backup id arms the
-    /// next `CopyBackup` of that source into `region` instead.
+    /// or volume id) in `region` of the default account ends `FAILED`.
+    /// Passing a backup id arms the next `CopyBackup` of that source into
+    /// `region` instead.
     pub fn fail_next_backup(&self, region: &str, target_id: &str) {
+        self.fail_next_backup_in(ACCOUNT_ID, region, target_id);
+    }
+
+    /// [`Emulator::fail_next_backup`] in `region` of `account`.
+    pub fn fail_next_backup_in(&self, account: &str, region: &str, target_id: &str) {
         self.with_state(|s| {
             s.fail_next
-                .insert((region.to_owned(), target_id.to_owned()));
+                .insert((account.to_owned(), region.to_owned(), target_id.to_owned()));
         });
     }
 
-    /// Forces a backup's lifecycle; it then stays there (no time-driven
-    /// progression). `DELETED` deletes it.
+    /// Forces the lifecycle of a backup of the default account; it then
+    /// stays there (no time-driven progression). `DELETED` deletes it.
     pub fn set_lifecycle(
         &self,
+        region: &str,
+        backup_id: &str,
+        lifecycle: BackupLifecycle,
+    ) -> Result<(), ControlError> {
+        self.set_lifecycle_in(ACCOUNT_ID, region, backup_id, lifecycle)
+    }
+
+    /// [`Emulator::set_lifecycle`] for a backup of `account`.
+    pub fn set_lifecycle_in(
+        &self,
+        account: &str,
         region: &str,
         backup_id: &str,
         lifecycle: BackupLifecycle,
@@ -195,19 +292,31 @@ impl Emulator {
         let now = Instant::now();
         self.with_state(|s| {
             s.advance(now);
-            s.set_lifecycle(region, backup_id, lifecycle, SystemTime::now())
+            s.set_lifecycle(account, region, backup_id, lifecycle, SystemTime::now())
         })
     }
 
-    /// Marks a backup as being restored into `file_system_id` (so
-    /// `DeleteBackup` answers `BackupRestoring`), or clears the mark.
+    /// Marks a backup of the default account as being restored into
+    /// `file_system_id` (so `DeleteBackup` answers `BackupRestoring`), or
+    /// clears the mark.
     pub fn set_restoring(
         &self,
         region: &str,
         backup_id: &str,
         file_system_id: Option<&str>,
     ) -> Result<(), ControlError> {
-        self.with_state(|s| s.set_restoring(region, backup_id, file_system_id))
+        self.set_restoring_in(ACCOUNT_ID, region, backup_id, file_system_id)
+    }
+
+    /// [`Emulator::set_restoring`] for a backup of `account`.
+    pub fn set_restoring_in(
+        &self,
+        account: &str,
+        region: &str,
+        backup_id: &str,
+        file_system_id: Option<&str>,
+    ) -> Result<(), ControlError> {
+        self.with_state(|s| s.set_restoring(account, region, backup_id, file_system_id))
     }
 
     /// Replaces the injected faults; the `*_next` counters start over.
@@ -230,17 +339,29 @@ impl Emulator {
         self.with_state(|s| s.limits.clone())
     }
 
-    /// Everything the emulator holds, with lifecycles as of now.
+    /// Everything the default account holds, with lifecycles as of now.
     pub fn state(&self) -> StateSnapshot {
+        self.state_of(ACCOUNT_ID)
+    }
+
+    /// Everything `account` holds, with lifecycles as of now (no Regions for
+    /// an account nothing was seeded or created in).
+    pub fn state_of(&self, account: &str) -> StateSnapshot {
         let now = Instant::now();
         self.with_state(|s| {
             s.advance(now);
-            s.snapshot(now)
+            s.snapshot(account, now)
         })
     }
 
-    /// Every FSx request received so far (oldest first; the log keeps the
-    /// most recent 200 000).
+    /// The accounts the emulator holds FSx state for (something was seeded
+    /// in them, or they made an FSx request), sorted.
+    pub fn accounts(&self) -> Vec<String> {
+        self.with_state(|s| s.accounts.keys().cloned().collect())
+    }
+
+    /// Every FSx and STS request received so far (oldest first; the log
+    /// keeps the most recent 200 000).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.with_state(|s| s.log.iter().cloned().collect())
     }
@@ -250,19 +371,27 @@ impl Emulator {
         self.with_state(|s| s.log.clear());
     }
 
-    /// Per Region, the highest number of backups that were `COPYING` at the
-    /// same time.
+    /// Per Region of the default account, the highest number of backups
+    /// that were `COPYING` at the same time.
     pub fn max_copies_in_progress(&self) -> BTreeMap<String, usize> {
+        self.max_copies_in_progress_in(ACCOUNT_ID)
+    }
+
+    /// Per Region of `account`, the highest number of backups that were
+    /// `COPYING` at the same time.
+    pub fn max_copies_in_progress_in(&self, account: &str) -> BTreeMap<String, usize> {
         self.with_state(|s| {
-            s.regions
-                .iter()
+            s.accounts
+                .get(account)
+                .into_iter()
+                .flatten()
                 .map(|(name, r)| (name.clone(), r.max_copying))
                 .collect()
         })
     }
 
-    /// Forgets everything: state, tokens, configuration, faults and the
-    /// request log.
+    /// Forgets everything: state of every account, tokens, roles, issued
+    /// credentials, configuration, faults and the request log.
     pub fn reset(&self) {
         self.with_state(State::reset);
     }

@@ -18,8 +18,7 @@ use crate::paginate::paginate;
 use crate::region::{is_valid_region, partition};
 use crate::render::{backup_json, file_system_json, volume_json};
 use crate::state::{
-    ACCOUNT_ID, BackupRecord, FileSystemRecord, Progress, RegionState, State, TokenRecord,
-    VolumeRecord,
+    BackupRecord, FileSystemRecord, Progress, RegionState, State, TokenRecord, VolumeRecord,
 };
 use crate::types::{
     BackupLifecycle, BackupType, FileSystemLifecycle, FileSystemType, StorageType, Tag, VolumeType,
@@ -87,6 +86,8 @@ pub(crate) struct Execution {
 
 struct Ctx<'a> {
     state: &'a mut State,
+    /// The account the request acts in (from its credentials).
+    account: String,
     region: String,
     now: Instant,
     wall: SystemTime,
@@ -96,13 +97,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn region_state(&mut self) -> &mut RegionState {
-        self.state.region_mut(&self.region)
+        self.state.region_mut(&self.account, &self.region)
     }
 }
 
-/// Runs `operation` in `region` with the raw JSON `body`.
+/// Runs `operation` in `region` of `account` with the raw JSON `body`.
 pub(crate) fn execute(
     state: &mut State,
+    account: &str,
     region: &str,
     operation: Operation,
     body: &[u8],
@@ -112,6 +114,7 @@ pub(crate) fn execute(
     state.advance(now);
     let mut ctx = Ctx {
         state,
+        account: account.to_owned(),
         region: region.to_owned(),
         now,
         wall,
@@ -330,10 +333,11 @@ fn create_backup(ctx: &mut Ctx<'_>, input: CreateBackupInput) -> Result<Value, A
     };
 
     let id = ctx.state.fresh_id("backup-");
-    let failure = ctx.state.take_failure(&region, &target_id);
+    let account = ctx.account.clone();
+    let failure = ctx.state.take_failure(&account, &region, &target_id);
     let record = BackupRecord {
         resource_arn: format!(
-            "arn:{}:fsx:{region}:{ACCOUNT_ID}:backup/{id}",
+            "arn:{}:fsx:{region}:{account}:backup/{id}",
             partition(&region)
         ),
         id: id.clone(),
@@ -348,7 +352,7 @@ fn create_backup(ctx: &mut Ctx<'_>, input: CreateBackupInput) -> Result<Value, A
         creation_time: ctx.wall,
         completion_time: None,
         kms_key_id: file_system.kms_key_id.clone(),
-        owner_id: ACCOUNT_ID.to_owned(),
+        owner_id: account,
         tags: backup_tags,
         file_system,
         volume,
@@ -487,10 +491,12 @@ fn copy_backup(ctx: &mut Ctx<'_>, input: CopyBackupInput) -> Result<Value, ApiEr
         }
     }
 
+    // Copies stay within one account: another account's backup id is
+    // simply not found, as in FSx.
+    let account = ctx.account.clone();
     let source = ctx
         .state
-        .regions
-        .get(&source_region)
+        .region(&account, &source_region)
         .and_then(|r| r.backups.get(&source_id))
         .cloned()
         .ok_or_else(ApiError::backup_not_found)?;
@@ -557,10 +563,10 @@ fn copy_backup(ctx: &mut Ctx<'_>, input: CopyBackupInput) -> Result<Value, ApiEr
     }
 
     let id = ctx.state.fresh_id("backup-");
-    let failure = ctx.state.take_failure(&destination, &source_id);
+    let failure = ctx.state.take_failure(&account, &destination, &source_id);
     let record = BackupRecord {
         resource_arn: format!(
-            "arn:{}:fsx:{destination}:{ACCOUNT_ID}:backup/{id}",
+            "arn:{}:fsx:{destination}:{account}:backup/{id}",
             partition(&destination)
         ),
         id: id.clone(),
@@ -576,8 +582,8 @@ fn copy_backup(ctx: &mut Ctx<'_>, input: CopyBackupInput) -> Result<Value, ApiEr
         completion_time: None,
         kms_key_id: input
             .kms_key_id
-            .unwrap_or_else(|| State::default_kms_key(&destination)),
-        owner_id: ACCOUNT_ID.to_owned(),
+            .unwrap_or_else(|| State::default_kms_key(&account, &destination)),
+        owner_id: account.clone(),
         tags: merged,
         file_system: source.file_system.clone(),
         volume: source.volume.clone(),
@@ -660,7 +666,7 @@ fn delete_backup(ctx: &mut Ctx<'_>, input: DeleteBackupInput) -> Result<Value, A
     }
     let in_progress =
         record.lifecycle.is_creation_in_progress() || record.lifecycle == BackupLifecycle::Copying;
-    if ctx.state.is_being_copied(&region, &id) {
+    if ctx.state.is_being_copied(&ctx.account, &region, &id) {
         return Err(ApiError::backup_being_copied(&id));
     }
     if in_progress {
@@ -1037,7 +1043,14 @@ fn validate_arn(v: &mut Violations, arn: Option<&str>) {
     );
 }
 
-fn resolve_arn(rs: &RegionState, region: &str, arn: &str) -> Result<Resource, ApiError> {
+/// Finds the resource an ARN names in the request's (account, Region); an
+/// ARN of another account or Region is not found there.
+fn resolve_arn(
+    rs: &RegionState,
+    request_account: &str,
+    region: &str,
+    arn: &str,
+) -> Result<Resource, ApiError> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let [_, arn_partition, service, arn_region, account, resource] = parts.as_slice() else {
         return Err(ApiError::resource_not_found(arn));
@@ -1045,7 +1058,7 @@ fn resolve_arn(rs: &RegionState, region: &str, arn: &str) -> Result<Resource, Ap
     if *service != "fsx" {
         return Err(ApiError::not_service_resource(arn));
     }
-    if *arn_partition != partition(region) || *arn_region != region || *account != ACCOUNT_ID {
+    if *arn_partition != partition(region) || *arn_region != region || *account != request_account {
         return Err(ApiError::resource_not_found(arn));
     }
     let (kind, rest) = resource.split_once('/').unwrap_or((resource, ""));
@@ -1100,9 +1113,9 @@ fn tag_resource(ctx: &mut Ctx<'_>, input: TagResourceInput) -> Result<Value, Api
     if let Some(problem) = tag_problems(&tags) {
         return Err(ApiError::bad_request(problem));
     }
-    let region = ctx.region.clone();
+    let (account, region) = (ctx.account.clone(), ctx.region.clone());
     let rs = ctx.region_state();
-    let resource = resolve_arn(rs, &region, &arn)?;
+    let resource = resolve_arn(rs, &account, &region, &arn)?;
     let backup_id = match &resource {
         Resource::Backup(id) => Some(id.clone()),
         _ => None,
@@ -1145,9 +1158,9 @@ fn untag_resource(ctx: &mut Ctx<'_>, input: UntagResourceInput) -> Result<Value,
     v.finish()?;
     let arn = input.resource_arn.unwrap_or_default();
     let keys = input.tag_keys.unwrap_or_default();
-    let region = ctx.region.clone();
+    let (account, region) = (ctx.account.clone(), ctx.region.clone());
     let rs = ctx.region_state();
-    let resource = resolve_arn(rs, &region, &arn)?;
+    let resource = resolve_arn(rs, &account, &region, &arn)?;
     let backup_id = match &resource {
         Resource::Backup(id) => Some(id.clone()),
         _ => None,
@@ -1178,9 +1191,9 @@ fn list_tags_for_resource(
     v.finish()?;
     let arn = input.resource_arn.unwrap_or_default();
     let salt = ctx.state.order_salt;
-    let region = ctx.region.clone();
+    let (account, region) = (ctx.account.clone(), ctx.region.clone());
     let rs = ctx.region_state();
-    let resource = resolve_arn(rs, &region, &arn)?;
+    let resource = resolve_arn(rs, &account, &region, &arn)?;
     if let Resource::Backup(id) = &resource {
         ctx.backup_ids.push(id.clone());
     }

@@ -2,7 +2,9 @@
 //!
 //! The emulator keeps separate state per Region and picks the Region the way
 //! a real endpoint effectively does: from the Region the client signed for.
-//! Signatures themselves are not verified; only the scope is parsed.
+//! The scope also names the access key (which decides the account, see
+//! [`crate::identity`]) and the service (`fsx` or `sts`). Signatures
+//! themselves are not verified; only the scope is parsed.
 
 /// Whether `region` has the shape of an AWS Region name: two letters, an
 /// optional `-gov`, a direction word and a number (`us-east-1`,
@@ -53,9 +55,28 @@ pub(crate) enum ScopeError {
     InvalidRegion(String),
 }
 
-/// Extracts the signing Region from a `SigV4` `Authorization` header:
+/// The credential scope of a `SigV4` `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CredentialScope {
+    pub(crate) access_key: String,
+    pub(crate) region: String,
+    pub(crate) service: String,
+}
+
+/// The service a `SigV4` `Authorization` header is scoped to, if it has the
+/// shape of one (used to route a request before anything else is checked).
+pub(crate) fn scoped_service(header: Option<&str>) -> Option<&str> {
+    let credential = header?
+        .split(',')
+        .find_map(|part| part.trim().split_once("Credential=").map(|(_, c)| c))?;
+    credential.split('/').nth(3)
+}
+
+/// Extracts the credential scope from a `SigV4` `Authorization` header:
 /// `AWS4-HMAC-SHA256 Credential=AKID/20261125/us-west-2/fsx/aws4_request, ...`.
-pub(crate) fn region_from_authorization(header: Option<&str>) -> Result<String, ScopeError> {
+pub(crate) fn scope_from_authorization(
+    header: Option<&str>,
+) -> Result<CredentialScope, ScopeError> {
     let header = header.ok_or(ScopeError::Missing)?.trim();
     let rest = header.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| {
         ScopeError::Malformed(
@@ -83,7 +104,11 @@ pub(crate) fn region_from_authorization(header: Option<&str>) -> Result<String, 
     if !is_valid_region(region) {
         return Err(ScopeError::InvalidRegion((*region).to_owned()));
     }
-    Ok((*region).to_owned())
+    Ok(CredentialScope {
+        access_key: (*key).to_owned(),
+        region: (*region).to_owned(),
+        service: (*service).to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -125,13 +150,24 @@ mod tests {
         assert_eq!(partition("us-gov-east-1"), "aws-us-gov");
     }
 
+    fn region_from_authorization(header: Option<&str>) -> Result<String, ScopeError> {
+        scope_from_authorization(header).map(|scope| scope.region)
+    }
+
     #[test]
     fn scope_parsing() {
         let h = "AWS4-HMAC-SHA256 Credential=AKID/20261125/us-west-2/fsx/aws4_request, SignedHeaders=host, Signature=abc";
         assert_eq!(
-            region_from_authorization(Some(h)).as_deref(),
-            Ok("us-west-2")
+            scope_from_authorization(Some(h)),
+            Ok(CredentialScope {
+                access_key: "AKID".into(),
+                region: "us-west-2".into(),
+                service: "fsx".into(),
+            })
         );
+        assert_eq!(scoped_service(Some(h)), Some("fsx"));
+        assert_eq!(scoped_service(Some("Bearer x")), None);
+        assert_eq!(scoped_service(None), None);
         assert_eq!(region_from_authorization(None), Err(ScopeError::Missing));
         assert!(matches!(
             region_from_authorization(Some("Bearer x")),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use crate::hash::{hash64, to_hex};
-use crate::state::{ACCOUNT_ID, BackupRecord, FileSystemRecord, VolumeRecord};
+use crate::state::{BackupRecord, FileSystemRecord, VolumeRecord};
 use crate::time::epoch_seconds;
 use crate::types::{BackupLifecycle, FileSystemType, Tag, VolumeType};
 
@@ -33,7 +33,7 @@ fn derived_hex(id: &str, salt: u64, digits: usize) -> String {
 
 pub(crate) fn file_system_json(fs: &FileSystemRecord) -> Value {
     let mut m = Map::new();
-    m.insert("OwnerId".into(), json!(ACCOUNT_ID));
+    m.insert("OwnerId".into(), json!(fs.owner_id));
     m.insert(
         "CreationTime".into(),
         json!(epoch_seconds(fs.creation_time)),

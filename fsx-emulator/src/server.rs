@@ -1,5 +1,6 @@
-//! HTTP front end: AWS JSON 1.1 for the FSx API on `POST /`, the control API
-//! under `/_emulator/`, and fault injection.
+//! HTTP front end: AWS JSON 1.1 for the FSx API and the AWS Query protocol
+//! for STS (both on `POST /`), the control API under `/_emulator/`,
+//! credential checks and fault injection.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,8 +21,9 @@ use tokio::task::JoinSet;
 
 use crate::Emulator;
 use crate::error::ApiError;
+use crate::identity::CredentialError;
 use crate::ops::{self, Operation};
-use crate::region::{ScopeError, region_from_authorization};
+use crate::region::{ScopeError, partition, scope_from_authorization};
 use crate::state::FaultAction;
 use crate::time::epoch_seconds;
 use crate::types::RequestRecord;
@@ -98,15 +101,23 @@ async fn handle(
         let error = ApiError::unknown_operation(&format!("{} {}", req.method(), path));
         return Ok(fsx_response(Err(error), None));
     }
-    handle_fsx(emulator, req).await
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => Err(error.to_string()),
+    };
+    if crate::sts::is_sts_request(&parts, body.as_deref().unwrap_or_default()) {
+        return crate::sts::handle(emulator, &parts, body).await;
+    }
+    handle_fsx(emulator, &parts, body).await
 }
 
-fn header<'r>(req: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+pub(crate) fn header<'r>(parts: &'r Parts, name: &str) -> Option<&'r str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The attempt number from `amz-sdk-request: attempt=2; max=3`.
-fn sdk_attempt(value: Option<&str>) -> Option<u32> {
+pub(crate) fn sdk_attempt(value: Option<&str>) -> Option<u32> {
     value?
         .split(';')
         .find_map(|part| part.trim().strip_prefix("attempt="))
@@ -115,10 +126,11 @@ fn sdk_attempt(value: Option<&str>) -> Option<u32> {
 
 async fn handle_fsx(
     emulator: Emulator,
-    req: Request<Incoming>,
+    req: &Parts,
+    body: Result<Bytes, String>,
 ) -> Result<HttpResponse, ResponseDropped> {
     let arrival = SystemTime::now();
-    let target = header(&req, "x-amz-target").unwrap_or_default().to_owned();
+    let target = header(req, "x-amz-target").unwrap_or_default().to_owned();
     let mut record = RequestRecord {
         seq: 0,
         time: epoch_seconds(arrival),
@@ -131,7 +143,10 @@ async fn handle_fsx(
         fault: None,
         backup_ids: Vec::new(),
         client_request_token: None,
-        attempt: sdk_attempt(header(&req, "amz-sdk-request")),
+        attempt: sdk_attempt(header(req, "amz-sdk-request")),
+        account: None,
+        role_arn: None,
+        role_session_name: None,
     };
     let request_id = emulator.with_state(crate::state::State::request_id);
 
@@ -146,8 +161,8 @@ async fn handle_fsx(
             &request_id,
         ));
     };
-    let region = match region_from_authorization(header(&req, "authorization")) {
-        Ok(region) => region,
+    let scope = match scope_from_authorization(header(req, "authorization")) {
+        Ok(scope) => scope,
         Err(scope) => {
             let error = match scope {
                 ScopeError::Missing => ApiError::missing_authentication_token(),
@@ -159,13 +174,36 @@ async fn handle_fsx(
             return Ok(finish(&emulator, record, Err(error), &request_id));
         }
     };
+    let region = scope.region;
     record.region = Some(region.clone());
+    // Credentials the emulator's STS issued act in their role's account and
+    // need their session token; any other key is the default account's.
+    // JSON-protocol services answer both refusals with HTTP 400.
+    let caller = match emulator.with_state(|s| {
+        s.iam.caller(
+            &scope.access_key,
+            header(req, "x-amz-security-token"),
+            partition(&region),
+            SystemTime::now(),
+        )
+    }) {
+        Ok(caller) => caller,
+        Err(error) => {
+            let error = match error {
+                CredentialError::Invalid => ApiError::unrecognized_client(),
+                CredentialError::Expired => ApiError::expired_token(),
+            };
+            return Ok(finish(&emulator, record, Err(error), &request_id));
+        }
+    };
+    record.account = Some(caller.account.clone());
+    if let Some((role_arn, session)) = &caller.role {
+        record.role_arn = Some(role_arn.clone());
+        record.role_session_name = Some(session.clone());
+    }
 
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
+    let body = match body {
+        Ok(body) => body,
         Err(error) => {
             let error =
                 ApiError::serialization(format!("The request body could not be read: {error}"));
@@ -183,10 +221,7 @@ async fn handle_fsx(
     let result = match plan.action {
         FaultAction::Deny => {
             record.fault = Some("access_denied".into());
-            Err(ApiError::access_denied(
-                crate::state::ACCOUNT_ID,
-                operation.name(),
-            ))
+            Err(ApiError::access_denied(&caller.arn, operation.name()))
         }
         FaultAction::Throttle => {
             record.fault = Some("throttled".into());
@@ -200,6 +235,7 @@ async fn handle_fsx(
             let execution = emulator.with_state(|s| {
                 ops::execute(
                     s,
+                    &caller.account,
                     &region,
                     operation,
                     &body,

@@ -1,5 +1,6 @@
-//! The emulator's in-memory world: Regions with their file systems, volumes
-//! and backups, plus configuration, fault budgets and the request log.
+//! The emulator's in-memory world: accounts, each with Regions holding their
+//! file systems, volumes and backups, plus IAM roles and STS sessions,
+//! configuration, fault budgets and the request log.
 //!
 //! Backup lifecycles are driven by time without a background task: each
 //! in-progress backup remembers when it started and how long it takes, and
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::hash::{hash64, to_hex};
+use crate::identity::Iam;
 use crate::region::{is_valid_region, partition};
 use crate::types::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, ControlError, Faults,
@@ -19,7 +21,8 @@ use crate::types::{
     VolumeSeed, VolumeSnapshot, VolumeType,
 };
 
-/// The single account the emulator serves.
+/// The default account: the one every caller acts in unless it signs with
+/// credentials issued by the emulator's STS for a role in another account.
 pub(crate) const ACCOUNT_ID: &str = "111111111111";
 
 /// Upper bound of the request log; the oldest records are discarded beyond
@@ -30,6 +33,8 @@ const MAX_LOG_RECORDS: usize = 200_000;
 #[derive(Debug, Clone)]
 pub(crate) struct FileSystemRecord {
     pub(crate) id: String,
+    /// The account the file system lives in (`OwnerId`).
+    pub(crate) owner_id: String,
     pub(crate) region: String,
     pub(crate) file_system_type: FileSystemType,
     pub(crate) deployment_type: String,
@@ -248,16 +253,24 @@ pub(crate) struct FaultPlan {
     pub(crate) action: FaultAction,
 }
 
+/// The Regions of one account, keyed by Region name.
+pub(crate) type Regions = BTreeMap<String, RegionState>;
+
 /// Everything the emulator knows.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) regions: BTreeMap<String, RegionState>,
+    /// FSx state per account, then per Region: quotas, limits, tokens and
+    /// ids are all scoped to one (account, Region).
+    pub(crate) accounts: BTreeMap<String, Regions>,
+    /// Registered roles and the sessions STS issued for them.
+    pub(crate) iam: Iam,
     pub(crate) timing: Timing,
     pub(crate) limits: Limits,
     pub(crate) faults: Faults,
     pub(crate) budget: FaultBudget,
-    /// (Region, target id): the next backup of that target ends `FAILED`.
-    pub(crate) fail_next: BTreeSet<(String, String)>,
+    /// (account, Region, target id): the next backup of that target ends
+    /// `FAILED`.
+    pub(crate) fail_next: BTreeSet<(String, String, String)>,
     pub(crate) rng: fastrand::Rng,
     /// Salt of the page order; fixed per emulator so that one pagination
     /// sequence sees a stable order.
@@ -272,7 +285,8 @@ impl State {
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let order_salt = rng.u64(..);
         Self {
-            regions: BTreeMap::new(),
+            accounts: BTreeMap::new(),
+            iam: Iam::default(),
             timing: Timing::default(),
             limits: Limits::default(),
             faults: Faults::default(),
@@ -291,19 +305,41 @@ impl State {
         *self = Self::new(self.seed);
     }
 
-    /// The Region's state, created on first use.
-    pub(crate) fn region_mut(&mut self, region: &str) -> &mut RegionState {
-        self.regions.entry(region.to_owned()).or_default()
+    /// The state of a Region of an account, created on first use.
+    pub(crate) fn region_mut(&mut self, account: &str, region: &str) -> &mut RegionState {
+        self.accounts
+            .entry(account.to_owned())
+            .or_default()
+            .entry(region.to_owned())
+            .or_default()
+    }
+
+    /// The state of a Region of an account, if anything ever happened there.
+    pub(crate) fn region(&self, account: &str, region: &str) -> Option<&RegionState> {
+        self.accounts.get(account)?.get(region)
+    }
+
+    /// A Region of an account, mutably, if it exists.
+    fn existing_region_mut(&mut self, account: &str, region: &str) -> Option<&mut RegionState> {
+        self.accounts.get_mut(account)?.get_mut(region)
+    }
+
+    /// Every Region of every account.
+    fn all_regions(&self) -> impl Iterator<Item = &RegionState> {
+        self.accounts.values().flat_map(BTreeMap::values)
     }
 
     /// Removes a file system and its volumes, as if it had been deleted;
     /// its backups stay, as they do in FSx.
     pub(crate) fn remove_file_system(
         &mut self,
+        account: &str,
         region: &str,
         id: &str,
     ) -> Result<(), ControlError> {
-        let state = self.region_mut(region);
+        let state = self
+            .existing_region_mut(account, region)
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
         if state.file_systems.remove(id).is_none() {
             return Err(ControlError::NotFound(id.to_owned()));
         }
@@ -315,22 +351,26 @@ impl State {
 
     /// Settles every backup whose time is up.
     pub(crate) fn advance(&mut self, now: Instant) {
-        for region in self.regions.values_mut() {
+        for region in self.accounts.values_mut().flat_map(BTreeMap::values_mut) {
             for backup in region.backups.values_mut() {
                 backup.advance(now);
             }
         }
     }
 
-    /// Whether some Region is copying `backup_id` of `region` right now.
-    pub(crate) fn is_being_copied(&self, region: &str, backup_id: &str) -> bool {
-        self.regions
-            .values()
+    /// Whether some Region of `account` is copying `backup_id` of `region`
+    /// right now (copies stay within one account).
+    pub(crate) fn is_being_copied(&self, account: &str, region: &str, backup_id: &str) -> bool {
+        self.accounts
+            .get(account)
+            .into_iter()
+            .flat_map(BTreeMap::values)
             .flat_map(|r| r.backups.values())
             .any(|b| b.is_copying_from(region, backup_id))
     }
 
-    /// A fresh id `prefix` + 17 lowercase hex digits, unique in all Regions.
+    /// A fresh id `prefix` + 17 lowercase hex digits, unique in all Regions
+    /// of all accounts.
     pub(crate) fn fresh_id(&mut self, prefix: &str) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         loop {
@@ -346,7 +386,7 @@ impl State {
     }
 
     fn id_in_use(&self, id: &str) -> bool {
-        self.regions.values().any(|r| {
+        self.all_regions().any(|r| {
             r.file_systems.contains_key(id)
                 || r.volumes.contains_key(id)
                 || r.backups.contains_key(id)
@@ -367,10 +407,15 @@ impl State {
         )
     }
 
-    /// Consumes the `fail_next` arming for (Region, target), if any.
-    pub(crate) fn take_failure(&mut self, region: &str, target: &str) -> Option<String> {
+    /// Consumes the `fail_next` arming for (account, Region, target), if any.
+    pub(crate) fn take_failure(
+        &mut self,
+        account: &str,
+        region: &str,
+        target: &str,
+    ) -> Option<String> {
         self.fail_next
-            .remove(&(region.to_owned(), target.to_owned()))
+            .remove(&(account.to_owned(), region.to_owned(), target.to_owned()))
             .then(|| {
                 format!(
                     "The backup of {target} failed: the request was armed to fail by the emulator's \
@@ -434,13 +479,19 @@ impl State {
         self.log.push_back(record);
     }
 
-    /// The ARN of the Region's default FSx-managed KMS key. Deterministic so
-    /// that backups of one Region agree on it.
-    pub(crate) fn default_kms_key(region: &str) -> String {
-        let hex = to_hex(&hash64(0x006b_6d73, region.as_bytes()).to_be_bytes());
-        let more = to_hex(&hash64(0x006b_6579, region.as_bytes()).to_be_bytes());
+    /// The ARN of the default FSx-managed KMS key of an account's Region.
+    /// Deterministic so that backups of one Region agree on it. (The default
+    /// account's keys are the ones the emulator always produced.)
+    pub(crate) fn default_kms_key(account: &str, region: &str) -> String {
+        let scope = if account == ACCOUNT_ID {
+            region.to_owned()
+        } else {
+            format!("{account}/{region}")
+        };
+        let hex = to_hex(&hash64(0x006b_6d73, scope.as_bytes()).to_be_bytes());
+        let more = to_hex(&hash64(0x006b_6579, scope.as_bytes()).to_be_bytes());
         format!(
-            "arn:{}:kms:{region}:{ACCOUNT_ID}:key/{}-{}-{}-{}-{}",
+            "arn:{}:kms:{region}:{account}:key/{}-{}-{}-{}-{}",
             partition(region),
             &hex[0..8],
             &hex[8..12],
@@ -460,10 +511,12 @@ impl State {
 
     pub(crate) fn seed_file_system(
         &mut self,
+        account: &str,
         region: &str,
         seed: FileSystemSeed,
         now: SystemTime,
     ) -> Result<String, ControlError> {
+        check_account(account)?;
         check_region(region)?;
         let id = match seed.id {
             Some(id) => {
@@ -506,10 +559,11 @@ impl State {
         validate_seed_tags(&seed.tags)?;
         let record = FileSystemRecord {
             resource_arn: format!(
-                "arn:{}:fsx:{region}:{ACCOUNT_ID}:file-system/{id}",
+                "arn:{}:fsx:{region}:{account}:file-system/{id}",
                 partition(region)
             ),
             id: id.clone(),
+            owner_id: account.to_owned(),
             region: region.to_owned(),
             file_system_type: fs_type,
             deployment_type,
@@ -520,10 +574,10 @@ impl State {
             copy_tags_to_backups: seed.copy_tags_to_backups,
             kms_key_id: seed
                 .kms_key_id
-                .unwrap_or_else(|| Self::default_kms_key(region)),
+                .unwrap_or_else(|| Self::default_kms_key(account, region)),
             creation_time: now,
         };
-        self.region_mut(region)
+        self.region_mut(account, region)
             .file_systems
             .insert(id.clone(), record);
         Ok(id)
@@ -531,18 +585,22 @@ impl State {
 
     pub(crate) fn seed_volume(
         &mut self,
+        account: &str,
         region: &str,
         seed: VolumeSeed,
         now: SystemTime,
     ) -> Result<String, ControlError> {
+        check_account(account)?;
         check_region(region)?;
         let fs = self
-            .regions
-            .get(region)
+            .region(account, region)
             .and_then(|r| r.file_systems.get(&seed.file_system_id))
             .cloned()
             .ok_or_else(|| {
-                ControlError::NotFound(format!("file system {} in {region}", seed.file_system_id))
+                ControlError::NotFound(format!(
+                    "file system {} in {region} of account {account}",
+                    seed.file_system_id
+                ))
             })?;
         let volume_type = match fs.file_system_type {
             FileSystemType::Ontap => VolumeType::Ontap,
@@ -575,13 +633,13 @@ impl State {
             ),
             VolumeType::OpenZfs => None,
         };
-        let region_state = self.region_mut(region);
+        let region_state = self.region_mut(account, region);
         let name = seed
             .name
             .unwrap_or_else(|| format!("vol_{}", region_state.volumes.len() + 1));
         let record = VolumeRecord {
             resource_arn: format!(
-                "arn:{}:fsx:{region}:{ACCOUNT_ID}:volume/{}/{id}",
+                "arn:{}:fsx:{region}:{account}:volume/{}/{id}",
                 partition(region),
                 fs.id
             ),
@@ -600,10 +658,12 @@ impl State {
 
     pub(crate) fn seed_backup(
         &mut self,
+        account: &str,
         region: &str,
         seed: BackupSeed,
         now: SystemTime,
     ) -> Result<String, ControlError> {
+        check_account(account)?;
         check_region(region)?;
         let id = match seed.id {
             Some(id) => {
@@ -620,13 +680,17 @@ impl State {
             None => self.fresh_id("backup-"),
         };
         validate_seed_tags(&seed.tags)?;
-        let region_state = self.regions.get(region);
+        let region_state = self.region(account, region);
         let volume = match &seed.volume_id {
             Some(vol) => Some(
                 region_state
                     .and_then(|r| r.volumes.get(vol))
                     .cloned()
-                    .ok_or_else(|| ControlError::NotFound(format!("volume {vol} in {region}")))?,
+                    .ok_or_else(|| {
+                        ControlError::NotFound(format!(
+                            "volume {vol} in {region} of account {account}"
+                        ))
+                    })?,
             ),
             None => None,
         };
@@ -658,10 +722,11 @@ impl State {
             let fs_type = seed.file_system_type.unwrap_or_default();
             FileSystemRecord {
                 resource_arn: format!(
-                    "arn:{}:fsx:{region}:{ACCOUNT_ID}:file-system/{fs_id}",
+                    "arn:{}:fsx:{region}:{account}:file-system/{fs_id}",
                     partition(region)
                 ),
                 id: fs_id,
+                owner_id: account.to_owned(),
                 region: region.to_owned(),
                 file_system_type: fs_type,
                 deployment_type: default_deployment_type(fs_type, false).to_owned(),
@@ -670,7 +735,7 @@ impl State {
                 tags: Vec::new(),
                 linked_to_data_repository: false,
                 copy_tags_to_backups: false,
-                kms_key_id: Self::default_kms_key(region),
+                kms_key_id: Self::default_kms_key(account, region),
                 creation_time: seed.creation_time.unwrap_or(now),
             }
         };
@@ -686,7 +751,7 @@ impl State {
         );
         let record = BackupRecord {
             resource_arn: format!(
-                "arn:{}:fsx:{region}:{ACCOUNT_ID}:backup/{id}",
+                "arn:{}:fsx:{region}:{account}:backup/{id}",
                 partition(region)
             ),
             id: id.clone(),
@@ -699,7 +764,7 @@ impl State {
             kms_key_id: seed
                 .kms_key_id
                 .unwrap_or_else(|| file_system.kms_key_id.clone()),
-            owner_id: seed.owner_id.unwrap_or_else(|| ACCOUNT_ID.to_owned()),
+            owner_id: seed.owner_id.unwrap_or_else(|| account.to_owned()),
             tags: seed.tags,
             file_system,
             volume,
@@ -715,7 +780,7 @@ impl State {
             restoring_file_system_id: seed.restoring_file_system_id,
             client_request_token: None,
         };
-        let region_state = self.region_mut(region);
+        let region_state = self.region_mut(account, region);
         region_state.backups.insert(id.clone(), record);
         region_state.note_copying();
         Ok(id)
@@ -724,20 +789,25 @@ impl State {
     /// Forces a backup's lifecycle and stops its time-driven progression.
     pub(crate) fn set_lifecycle(
         &mut self,
+        account: &str,
         region: &str,
         backup_id: &str,
         lifecycle: BackupLifecycle,
         now: SystemTime,
     ) -> Result<(), ControlError> {
+        let not_found = || {
+            ControlError::NotFound(format!(
+                "backup {backup_id} in {region} of account {account}"
+            ))
+        };
         let region_state = self
-            .regions
-            .get_mut(region)
-            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+            .existing_region_mut(account, region)
+            .ok_or_else(not_found)?;
         if lifecycle == BackupLifecycle::Deleted {
             let mut record = region_state
                 .backups
                 .remove(backup_id)
-                .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+                .ok_or_else(not_found)?;
             record.lifecycle = BackupLifecycle::Deleted;
             record.progress = None;
             region_state.deleted.insert(backup_id.to_owned(), record);
@@ -746,7 +816,7 @@ impl State {
         let record = region_state
             .backups
             .get_mut(backup_id)
-            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+            .ok_or_else(not_found)?;
         record.progress = None;
         record.lifecycle = lifecycle;
         match lifecycle {
@@ -770,25 +840,32 @@ impl State {
     /// Marks or clears "being restored into a file system".
     pub(crate) fn set_restoring(
         &mut self,
+        account: &str,
         region: &str,
         backup_id: &str,
         file_system_id: Option<&str>,
     ) -> Result<(), ControlError> {
         let record = self
-            .regions
-            .get_mut(region)
+            .existing_region_mut(account, region)
             .and_then(|r| r.backups.get_mut(backup_id))
-            .ok_or_else(|| ControlError::NotFound(format!("backup {backup_id} in {region}")))?;
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "backup {backup_id} in {region} of account {account}"
+                ))
+            })?;
         record.restoring_file_system_id = file_system_id.map(str::to_owned);
         Ok(())
     }
 
     // ----- snapshot ------------------------------------------------------
 
-    pub(crate) fn snapshot(&self, now: Instant) -> StateSnapshot {
+    /// One account's state (empty for an account nothing happened in).
+    pub(crate) fn snapshot(&self, account: &str, now: Instant) -> StateSnapshot {
         let regions = self
-            .regions
-            .iter()
+            .accounts
+            .get(account)
+            .into_iter()
+            .flatten()
             .map(|(name, r)| {
                 let snapshot = RegionSnapshot {
                     file_systems: r
@@ -827,7 +904,7 @@ impl State {
             })
             .collect();
         StateSnapshot {
-            account_id: ACCOUNT_ID.to_owned(),
+            account_id: account.to_owned(),
             regions,
             timing: self.timing,
             limits: self.limits.clone(),
@@ -865,6 +942,21 @@ fn take(counter: &mut u32) -> bool {
         true
     } else {
         false
+    }
+}
+
+/// Whether `account` is an AWS account id: exactly 12 digits.
+pub(crate) fn is_account_id(account: &str) -> bool {
+    account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn check_account(account: &str) -> Result<(), ControlError> {
+    if is_account_id(account) {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidArgument(format!(
+            "'{account}' is not an AWS account id (12 digits)"
+        )))
     }
 }
 

@@ -565,6 +565,10 @@ pub struct Timing {
 /// Injected faults. Rates are probabilities in `[0, 1]` per request; the
 /// `*_next` counters fault exactly the next N eligible requests (checked
 /// before the rates), which keeps tests deterministic.
+///
+/// STS requests are eligible too, by action name (`AssumeRole`,
+/// `GetCallerIdentity`), and get STS's codes: `Throttling` (HTTP 400),
+/// `InternalFailure` (500) and `AccessDenied` (403).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -622,10 +626,11 @@ impl Default for Limits {
     }
 }
 
-/// Full, serializable view of the emulator's state.
+/// Full, serializable view of one account's state (plus the emulator-wide
+/// configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateSnapshot {
-    /// Account id used in ARNs and `OwnerId`.
+    /// The account: the one in its resources' ARNs and `OwnerId`.
     pub account_id: String,
     /// Per-Region state, keyed by Region name.
     pub regions: std::collections::BTreeMap<String, RegionSnapshot>,
@@ -729,7 +734,7 @@ pub struct BackupSnapshot {
     pub owner_id: String,
 }
 
-/// One FSx API request as the emulator saw it.
+/// One FSx or STS API request as the emulator saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
     /// Sequence number, starting at 1.
@@ -738,7 +743,8 @@ pub struct RequestRecord {
     pub time: f64,
     /// Signing Region, when it could be determined.
     pub region: Option<String>,
-    /// Operation name (`CreateBackup`), or the raw target when unknown.
+    /// Operation name (`CreateBackup`, `AssumeRole`), or the raw target or
+    /// `Action` when unknown.
     pub operation: String,
     /// `ok` or the error code returned.
     pub outcome: String,
@@ -751,6 +757,96 @@ pub struct RequestRecord {
     pub client_request_token: Option<String>,
     /// SDK attempt number from the `amz-sdk-request` header.
     pub attempt: Option<u32>,
+    /// The account the request acted in: the caller's account (the default
+    /// account for access keys the emulator did not issue); for
+    /// `AssumeRole`, the account of the requested role when its ARN parses.
+    /// `None` when the request was refused before its credentials were
+    /// resolved.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `AssumeRole`: the `RoleArn` asked for. Other requests made with
+    /// session credentials: the role those credentials belong to.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// `AssumeRole`: the `RoleSessionName` asked for. Other requests made
+    /// with session credentials: the session's name.
+    #[serde(default)]
+    pub role_session_name: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An IAM role the emulator's STS lets callers assume. `AssumeRole` of an
+/// ARN that was never registered is refused with `AccessDenied`, as AWS
+/// refuses a role that does not exist or does not trust the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSeed {
+    /// `arn:<partition>:iam::<12 digits>:role/<path><name>`; the role's
+    /// account is the one its sessions act in.
+    pub arn: String,
+    /// When set, `AssumeRole` must pass exactly this `ExternalId` (the
+    /// trust policy's `sts:ExternalId` condition).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Whether the trust policy lets the caller assume the role; `false`
+    /// answers `AccessDenied`. Default `true`.
+    #[serde(default = "yes")]
+    pub trusted: bool,
+    /// The role's `MaxSessionDuration` (3600..=43200); 3600 when absent.
+    /// `DurationSeconds` beyond it is a `ValidationError`.
+    #[serde(default)]
+    pub max_session_duration_seconds: Option<u32>,
+    /// **Test-only knob, not AWS behaviour:** when set, credentials issued
+    /// for this role expire this many seconds after `AssumeRole` (and the
+    /// response's `Expiration` says so) whatever `DurationSeconds` asked
+    /// for, so that a test can cross an expiry in seconds.
+    #[serde(default)]
+    pub credential_lifetime_seconds: Option<u64>,
+}
+
+impl RoleSeed {
+    /// A trusted role without an external id and with default durations.
+    pub fn new(arn: impl Into<String>) -> Self {
+        Self {
+            arn: arn.into(),
+            external_id: None,
+            trusted: true,
+            max_session_duration_seconds: None,
+            credential_lifetime_seconds: None,
+        }
+    }
+
+    /// Requires this external id.
+    #[must_use]
+    pub fn external_id(mut self, external_id: impl Into<String>) -> Self {
+        self.external_id = Some(external_id.into());
+        self
+    }
+
+    /// Sets whether the trust policy admits the caller.
+    #[must_use]
+    pub fn trusted(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// Sets the role's `MaxSessionDuration`.
+    #[must_use]
+    pub fn max_session_duration_seconds(mut self, seconds: u32) -> Self {
+        self.max_session_duration_seconds = Some(seconds);
+        self
+    }
+
+    /// Test-only: issued credentials expire after `seconds`, whatever the
+    /// requested duration.
+    #[must_use]
+    pub fn credential_lifetime_seconds(mut self, seconds: u64) -> Self {
+        self.credential_lifetime_seconds = Some(seconds);
+        self
+    }
 }
 
 /// Error of a control-API call.

@@ -178,6 +178,30 @@ impl Violations {
         }
     }
 
+    /// A violation described by `constraint` (`Member must ...`).
+    pub(crate) fn constraint(&mut self, value: Option<&str>, member: &str, constraint: &str) {
+        self.push(value, member, constraint);
+    }
+
+    /// A number member must lie within `min..=max`.
+    pub(crate) fn range(&mut self, value: Option<i64>, member: &str, min: i64, max: i64) {
+        if let Some(v) = value {
+            if v < min {
+                self.push(
+                    Some(&v.to_string()),
+                    member,
+                    &format!("Member must have value greater than or equal to {min}"),
+                );
+            } else if v > max {
+                self.push(
+                    Some(&v.to_string()),
+                    member,
+                    &format!("Member must have value less than or equal to {max}"),
+                );
+            }
+        }
+    }
+
     /// `MaxResults` must be at least 1.
     pub(crate) fn max_results(&mut self, value: Option<i32>) {
         if let Some(v) = value

@@ -4,7 +4,7 @@
 
 use crate::adoption::{self, Retag};
 use crate::crd::common::Adoption;
-use crate::fsx::{Backup, FsxApi, FsxError};
+use crate::fsx::{Backup, FsxApi, FsxError, Place};
 use crate::ownership::Owner;
 
 use super::effects::{Counter, Effect};
@@ -63,7 +63,7 @@ impl Retagged {
 /// listing to match, so that retention in the same reconcile counts adopted backups.
 pub async fn retag<F: FsxApi>(
     fsx: &F,
-    region: &str,
+    at: &Place,
     backups: &mut [Backup],
     owner: &Owner,
     kind: &str,
@@ -77,7 +77,7 @@ pub async fn retag<F: FsxApi>(
         adopted_from,
     } in adoption::retags(backups, owner, kind, policy)
     {
-        match fsx.tag_backup(region, &arn, &tags).await {
+        match fsx.tag_backup(at, &arn, &tags).await {
             Ok(()) => {
                 tracing::info!(backup = %backup_id, owner = %owner.label(kind), adopted_from = ?adopted_from, "backup re-tagged");
                 let retag = Retag {

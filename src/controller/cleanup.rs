@@ -3,7 +3,7 @@
 
 use kube::{Resource, ResourceExt};
 
-use crate::fsx::{Backup, FsxApi, Lifecycle};
+use crate::fsx::{Backup, FsxApi, Lifecycle, Place};
 use crate::ownership::is_owned_by;
 
 use super::effects::Effect;
@@ -26,7 +26,7 @@ pub fn retained(reason: &str, what: &str) -> Effect {
 pub async fn delete_owned<F: FsxApi>(
     ctx: &Context<F>,
     object: &impl Resource,
-    region: &str,
+    at: &Place,
     backups: &[Backup],
     reason: &str,
     what: &str,
@@ -46,7 +46,7 @@ pub async fn delete_owned<F: FsxApi>(
             busy.push(&backup.id);
             continue;
         }
-        match ctx.fsx.delete_backup(region, &backup.id).await {
+        match ctx.fsx.delete_backup(at, &backup.id).await {
             Ok(_) => deleted += 1,
             Err(err) if err.is_retryable() => busy.push(&backup.id),
             Err(err) => return Err(err.into()),
@@ -57,7 +57,7 @@ pub async fn delete_owned<F: FsxApi>(
             false,
             reason,
             "Delete",
-            format!("deletionPolicy Delete: {deleted} {what} deleted in {region}"),
+            format!("deletionPolicy Delete: {deleted} {what} deleted in {at}"),
         ))
     } else {
         Err(Error::CleanupPending(format!(

@@ -29,6 +29,7 @@ use super::effects::{Effect, perform, publish_event};
 use super::lenient::Lenient;
 use super::{Context, Error, FINALIZER, ObjectKey};
 use crate::conditions::{Health, Reason};
+use crate::crd::FsxBackupAccount;
 use crate::crd::common::Notifications;
 use crate::fsx::{FsxApi, FsxError};
 use crate::metrics::{ControllerLabels, ErrorLabels};
@@ -59,6 +60,8 @@ pub trait ManagedObject:
     const LABEL: &'static str;
     fn status(&self) -> Option<&Self::Status>;
     fn notifications(&self) -> Option<&Notifications>;
+    /// The `FsxBackupAccount` it acts in (`None`: the operator's own).
+    fn account(&self) -> Option<&str>;
 }
 
 /// Both kinds carry `conditions` and `observedGeneration` in their status, and
@@ -82,6 +85,9 @@ macro_rules! managed_object {
             }
             fn notifications(&self) -> Option<&Notifications> {
                 self.spec.notifications.as_ref()
+            }
+            fn account(&self) -> Option<&str> {
+                self.spec.account.as_deref()
             }
         }
     )+};
@@ -169,6 +175,7 @@ pub async fn run<R: Reconciler>(
     let concurrency = reconciler.context().settings.max_concurrent_reconciles;
     // The cache keeps every object: without `managedFields` (server-side apply
     // bookkeeping, most of an object's size, never read here) it is a fraction.
+    let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
     let (reader, writer) = reflector::store();
     let objects = reflector(
         writer,
@@ -179,6 +186,25 @@ pub async fn run<R: Reconciler>(
     let controller = Controller::for_stream(objects, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     count_when_synced(controller.store(), synced);
+    // An account created, or its allow-list changed: its objects look again at once.
+    let store = controller.store();
+    let controller = controller.watches(
+        accounts,
+        watcher::Config::default().any_semantic(),
+        move |account: FsxBackupAccount| {
+            let name = account.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|watched| {
+                    watched
+                        .read()
+                        .is_some_and(|object| object.account() == Some(name.as_str()))
+                })
+                .map(|object| reflector::ObjectRef::from_obj(&*object))
+                .collect::<Vec<_>>()
+        },
+    );
     let mut controller = configure(controller).graceful_shutdown_on(shutdown);
     if let Some(rx) = clock_moved {
         controller = controller.reconcile_all_on(changes(rx));
@@ -349,34 +375,45 @@ async fn apply<R: Reconciler>(
     let now = ctx.clock.now();
     let previous = object.status();
     let (applied, action) = match reconciler.validate(object, now) {
-        Ok(valid) => {
-            let applied = reconciler.apply(object, valid, now).await?;
-            let action = Action::requeue(applied.requeue);
-            (applied, action)
-        }
-        Err(message) => (invalid(previous, message), Action::await_change()),
+        Ok(valid) => match reconciler.apply(object, valid, now).await {
+            Ok(applied) => {
+                let action = Action::requeue(applied.requeue);
+                (applied, action)
+            }
+            // Fixed outside the object (the FsxBackupAccount is watched): look
+            // again on its change, or at the slowest pace.
+            Err(Error::Refused(refused)) => (
+                stalled(previous, refused.reason(), refused.to_string()),
+                Action::requeue(MAX_BACKOFF),
+            ),
+            Err(err) => return Err(err),
+        },
+        Err(message) => (
+            stalled(previous, Reason::InvalidSpec, message),
+            Action::await_change(),
+        ),
     };
     record(ctx, api, object, now, applied).await?;
     Ok(action)
 }
 
-/// The status of an object whose spec is invalid: as it was, `Stalled`; a Warning
-/// event the first time this message is seen.
-fn invalid<S: ObjectStatus>(previous: Option<&S>, message: String) -> Applied<S> {
+/// The status of an object whose spec is invalid, or whose account refuses it:
+/// as it was, `Stalled`; a Warning event the first time this message is seen.
+fn stalled<S: ObjectStatus>(previous: Option<&S>, reason: Reason, message: String) -> Applied<S> {
     let status = previous.cloned().unwrap_or_default();
     let effects = if status.conditions().iter().any(|c| c.message == message) {
         Vec::new()
     } else {
         vec![Effect::event(
             true,
-            Reason::InvalidSpec.as_str(),
+            reason.as_str(),
             "Validate",
             message.clone(),
         )]
     };
     Applied {
         status,
-        health: Health::stalled(Reason::InvalidSpec, message),
+        health: Health::stalled(reason, message),
         effects,
         requeue: Duration::ZERO,
     }
@@ -438,7 +475,7 @@ pub fn retry_delay(
         Error::CleanupPending(_) => Some(poll),
         // Needs a person, but the fix (an IAM policy, a quota) happens outside the
         // object: look again at the slowest pace.
-        Error::Fsx(FsxError::UserAction { .. }) => Some(MAX_BACKOFF.max(retry)),
+        Error::Fsx(FsxError::UserAction { .. }) | Error::Refused(_) => Some(MAX_BACKOFF.max(retry)),
         _ => {
             let exponent = failures.saturating_sub(1).min(16);
             Some(

@@ -28,8 +28,9 @@ use kube::{Client, Resource, ResourceExt};
 
 pub use brake::Brake;
 
+use crate::accounts::{Accounts, Refused};
 use crate::clock::Clock;
-use crate::fsx::FsxError;
+use crate::fsx::{FsxError, Place, Role};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 
@@ -129,6 +130,8 @@ pub struct ObjectMemory {
 pub struct Context<F> {
     pub client: Client,
     pub fsx: F,
+    /// The `FsxBackupAccount`s objects may act in.
+    pub accounts: Accounts,
     /// Who publishes events: `POD_NAME` in a cluster, the controller name otherwise.
     reporting_instance: String,
     pub clock: Clock,
@@ -158,6 +161,7 @@ impl<F> Context<F> {
     ) -> Arc<Self> {
         let reporting_instance = std::env::var("POD_NAME").unwrap_or_else(|_| FIELD_MANAGER.into());
         Arc::new(Self {
+            accounts: Accounts::new(client.clone()),
             client,
             fsx,
             reporting_instance,
@@ -167,6 +171,26 @@ impl<F> Context<F> {
             notifier,
             memory: Mutex::default(),
         })
+    }
+
+    /// The role the object `key` acts through (`None`: the operator's own
+    /// identity); a refusal is `Error::Refused`, which stalls the object.
+    pub async fn role_for(
+        &self,
+        account: Option<&str>,
+        key: &ObjectKey,
+    ) -> Result<Option<Arc<Role>>, Error> {
+        Ok(self.accounts.role_for(account, key).await??)
+    }
+
+    /// Where the object `key` calls FSx in `region`.
+    pub async fn place(
+        &self,
+        account: Option<&str>,
+        key: &ObjectKey,
+        region: &str,
+    ) -> Result<Place, Error> {
+        Ok(Place::new(region, self.role_for(account, key).await?))
     }
 
     /// Reads or updates what is remembered about `key`.
@@ -272,6 +296,9 @@ pub enum Error {
     CleanupPending(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The object may not act in the AWS account it names: no AWS call is made.
+    #[error(transparent)]
+    Refused(#[from] Refused),
     /// A bug: the reconcile panicked. Isolated to this object and retried with backoff.
     #[error("reconcile panicked: {0}")]
     Panicked(String),
@@ -292,6 +319,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::CleanupPending(_) => "cleanup_pending",
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::Refused(_) => "account_refused",
             Self::Panicked(_) => "panic",
             Self::Unreadable(_) => "unreadable",
             Self::TimedOut(_) => "timeout",

@@ -34,6 +34,12 @@ use super::common::{
 pub struct FsxBackupCopySpec {
     /// What to copy: exactly one of `scheduleRef` and `backupId`.
     pub source: CopySource,
+    /// The `FsxBackupAccount` to copy in, for reading the sources and making the
+    /// copies: FSx copies a backup only within one account, so a followed
+    /// schedule must use the same account. Default: the operator's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = super::common::OBJECT_NAME_PATTERN))]
+    pub account: Option<String>,
     /// Region the copies are made in (may equal the source Region).
     #[schemars(regex(pattern = super::common::REGION_PATTERN))]
     pub destination_region: String,

@@ -1,16 +1,18 @@
 //! The custom resources, one file per kind. `crds/` is generated from these
 //! types (`fsx-backup-operator crd`) and a test fails when it drifts.
 
+pub mod account;
 pub mod common;
 pub mod copy;
 pub mod schedule;
 
 use kube::CustomResourceExt;
 
+pub use account::{FsxBackupAccount, FsxBackupAccountSpec};
 pub use copy::{FsxBackupCopy, FsxBackupCopySpec, FsxBackupCopyStatus};
 pub use schedule::{FsxBackupSchedule, FsxBackupScheduleSpec, FsxBackupScheduleStatus};
 
-/// The API group of both kinds.
+/// The API group of every kind.
 pub const GROUP: &str = "fsxbackup.io";
 
 /// `(file name, YAML)` of every CRD, as committed under `crds/`.
@@ -18,14 +20,18 @@ pub const GROUP: &str = "fsxbackup.io";
 /// # Panics
 /// Never in practice: a CRD is plain data that always serializes.
 pub fn crd_files() -> Vec<(String, String)> {
-    [FsxBackupSchedule::crd(), FsxBackupCopy::crd()]
-        .into_iter()
-        .map(|crd| {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let yaml = serde_saphyr::to_string(&crd).expect("a CRD always serializes to YAML");
-            (format!("{name}.yaml"), yaml)
-        })
-        .collect()
+    [
+        FsxBackupSchedule::crd(),
+        FsxBackupCopy::crd(),
+        FsxBackupAccount::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml = serde_saphyr::to_string(&crd).expect("a CRD always serializes to YAML");
+        (format!("{name}.yaml"), yaml)
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -55,6 +61,7 @@ mod tests {
     /// stopped the whole controller): every integer has a minimum and a maximum.
     #[test]
     fn every_integer_in_both_schemas_is_bounded() {
+        // FsxBackupAccount has no integer at all.
         for crd in [FsxBackupSchedule::crd(), FsxBackupCopy::crd()] {
             let crd = serde_json::to_value(&crd).expect("json");
             let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

@@ -35,6 +35,11 @@ pub struct FsxBackupScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = super::common::REGION_PATTERN))]
     pub region: Option<String>,
+    /// The `FsxBackupAccount` to back up in: the operator assumes its role. It
+    /// must allow this namespace. Default: the operator's own AWS account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = super::common::OBJECT_NAME_PATTERN))]
+    pub account: Option<String>,
     /// What to back up: exactly one of `fileSystemIds`, `volumeIds`, `fileSystemSelector`.
     pub target: TargetSpec,
     /// When to back up: a 5-field cron expression (minute hour day-of-month

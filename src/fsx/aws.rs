@@ -1,5 +1,7 @@
-//! The [`FsxApi`] implementation on the AWS SDK: one client per Region, cached,
-//! each behind its own request-rate limit, with the SDK's retries for throttling.
+//! The [`FsxApi`] implementation on the AWS SDK: one client per account and
+//! Region, cached, each behind its own request-rate limit, with the SDK's
+//! retries for throttling. Calls in another account carry the credentials of
+//! the object's assumed-role session ([`Sessions`]) as a per-call override.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,24 @@ use jiff::Timestamp;
 
 use super::error::{FsxError, from_sdk};
 use super::rate_limit::TokenBucket;
+use super::sts::Sessions;
 use super::{
     Backup, BackupTarget, BackupType, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted,
-    FileSystem, FsxApi, Lifecycle,
+    FileSystem, FsxApi, Lifecycle, Place,
 };
+
+/// The session override of a call: `None` for the operator's own identity.
+type Session = Option<aws_sdk_fsx::config::Builder>;
+
+/// Sends a fluent call as `session` (see [`AwsFsx::session`]).
+macro_rules! send {
+    ($call:expr, $session:expr) => {
+        match $session {
+            Some(session) => $call.customize().config_override(session).send().await,
+            None => $call.send().await,
+        }
+    };
+}
 
 /// FSx accepts at most this many ids in one `DescribeBackups` call.
 const MAX_IDS_PER_DESCRIBE: usize = 50;
@@ -29,7 +45,9 @@ pub struct AwsFsxConfig {
     /// SDK attempts per call, including the first; throttling and 5xx are retried.
     pub max_attempts: u32,
     pub initial_backoff: Duration,
-    /// Client-side limit per Region, requests per second; `None` turns it off.
+    /// Overrides the STS endpoint for `AssumeRole` (flag `--sts-endpoint` or `AWS_ENDPOINT_URL_STS`).
+    pub sts_endpoint_url: Option<String>,
+    /// Client-side limit per account and Region, requests per second; `None` turns it off.
     pub requests_per_second: Option<f64>,
     pub burst: u32,
     /// `MaxResults` for list calls; `None` lets FSx choose.
@@ -45,6 +63,7 @@ impl Default for AwsFsxConfig {
     fn default() -> Self {
         Self {
             endpoint_url: None,
+            sts_endpoint_url: None,
             max_attempts: 5,
             initial_backoff: Duration::from_millis(200),
             requests_per_second: Some(10.0),
@@ -61,7 +80,9 @@ impl Default for AwsFsxConfig {
 pub struct AwsFsx {
     base: SdkConfig,
     config: AwsFsxConfig,
-    regions: Mutex<HashMap<String, RegionClient>>,
+    /// By (account, Region): each account has its own FSx request rate.
+    regions: Mutex<HashMap<(String, String), RegionClient>>,
+    sessions: Sessions,
 }
 
 #[derive(Clone, Debug)]
@@ -92,19 +113,33 @@ impl AwsFsx {
 
     pub fn new(base: SdkConfig, config: AwsFsxConfig) -> Self {
         Self {
+            sessions: Sessions::new(&base, config.sts_endpoint_url.as_deref()),
             base,
             config,
             regions: Mutex::new(HashMap::new()),
         }
     }
 
-    fn region(&self, region: &str) -> RegionClient {
+    /// The credentials override for a call at `at`: the role's session (assumed
+    /// or renewed first when needed), or `None` for the operator's own identity.
+    async fn session(&self, at: &Place) -> Result<Session, FsxError> {
+        let Some(role) = &at.role else {
+            return Ok(None);
+        };
+        let credentials = self.sessions.credentials(role, at).await?;
+        Ok(Some(
+            aws_sdk_fsx::config::Builder::default().credentials_provider(credentials),
+        ))
+    }
+
+    fn region(&self, at: &Place) -> RegionClient {
+        let region = at.region.as_str();
         let mut regions = self
             .regions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         regions
-            .entry(region.to_owned())
+            .entry(at.key())
             .or_insert_with(|| {
                 let retry = RetryConfig::standard()
                     .with_max_attempts(self.config.max_attempts.max(1))
@@ -135,7 +170,8 @@ impl AwsFsx {
     /// One `DescribeBackups` page sequence; duplicates across pages are merged.
     async fn describe_backups(
         &self,
-        region: &str,
+        at: &Place,
+        session: &Session,
         filter: Option<Filter>,
         ids: Option<Vec<String>>,
     ) -> Result<
@@ -145,21 +181,20 @@ impl AwsFsx {
             aws_sdk_fsx::config::http::HttpResponse,
         >,
     > {
-        let rc = self.region(region);
+        let rc = self.region(at);
         let mut found = BTreeMap::new();
         let mut next_token: Option<String> = None;
         let mut seen_tokens = std::collections::HashSet::new();
         loop {
-            let page = rc
+            let call = rc
                 .ready()
                 .await
                 .describe_backups()
                 .set_filters(filter.clone().map(|f| vec![f]))
                 .set_backup_ids(ids.clone())
                 .set_max_results(self.config.page_size)
-                .set_next_token(next_token.clone())
-                .send()
-                .await?;
+                .set_next_token(next_token.clone());
+            let page = send!(call, session.clone())?;
             for backup in page.backups() {
                 if let Some(backup) = backup_from_sdk(backup) {
                     found.insert(backup.id.clone(), backup);
@@ -181,10 +216,12 @@ impl AwsFsx {
 impl FsxApi for AwsFsx {
     async fn create_backup(
         &self,
-        region: &str,
+        at: &Place,
         request: &CreateBackupRequest,
     ) -> Result<Backup, FsxError> {
-        let rc = self.region(region);
+        let where_ = at.to_string();
+        let session = self.session(at).await?;
+        let rc = self.region(at);
         let mut call = rc
             .ready()
             .await
@@ -195,19 +232,16 @@ impl FsxApi for AwsFsx {
             BackupTarget::FileSystem(id) => call.file_system_id(id),
             BackupTarget::Volume(id) => call.volume_id(id),
         };
-        let output = call
-            .send()
-            .await
-            .map_err(|e| from_sdk("CreateBackup", region, &e))?;
+        let output = send!(call, session).map_err(|e| from_sdk("CreateBackup", &where_, &e))?;
         output
             .backup()
             .and_then(backup_from_sdk)
-            .ok_or_else(|| incomplete_response("CreateBackup", region))
+            .ok_or_else(|| incomplete_response("CreateBackup", &where_))
     }
 
     async fn describe_backups_of(
         &self,
-        region: &str,
+        at: &Place,
         target: &BackupTarget,
     ) -> Result<Vec<Backup>, FsxError> {
         let (name, id) = match target {
@@ -215,33 +249,39 @@ impl FsxApi for AwsFsx {
             BackupTarget::Volume(id) => (FilterName::VolumeId, id),
         };
         let filter = Filter::builder().name(name).values(id).build();
-        self.describe_backups(region, Some(filter), None)
+        let session = self.session(at).await?;
+        self.describe_backups(at, &session, Some(filter), None)
             .await
-            .map_err(|e| from_sdk("DescribeBackups", region, &e))
+            .map_err(|e| from_sdk("DescribeBackups", &at.to_string(), &e))
     }
 
     async fn describe_backups_by_ids(
         &self,
-        region: &str,
+        at: &Place,
         ids: &[String],
     ) -> Result<BackupsById, FsxError> {
+        let where_ = at.to_string();
         let mut result = BackupsById::default();
+        if ids.is_empty() {
+            return Ok(result);
+        }
+        let session = self.session(at).await?;
         for chunk in ids.chunks(MAX_IDS_PER_DESCRIBE) {
             match self
-                .describe_backups(region, None, Some(chunk.to_vec()))
+                .describe_backups(at, &session, None, Some(chunk.to_vec()))
                 .await
             {
                 Ok(found) => result.found.extend(found),
-                Err(err) => match from_sdk("DescribeBackups", region, &err) {
+                Err(err) => match from_sdk("DescribeBackups", &where_, &err) {
                     // FSx fails the whole call when one id is gone: find out which, one by one.
                     FsxError::NotFound { .. } => {
                         for id in chunk {
                             match self
-                                .describe_backups(region, None, Some(vec![id.clone()]))
+                                .describe_backups(at, &session, None, Some(vec![id.clone()]))
                                 .await
                             {
                                 Ok(found) => result.found.extend(found),
-                                Err(err) => match from_sdk("DescribeBackups", region, &err) {
+                                Err(err) => match from_sdk("DescribeBackups", &where_, &err) {
                                     FsxError::NotFound { .. } => result.missing.push(id.clone()),
                                     other => return Err(other),
                                 },
@@ -255,18 +295,13 @@ impl FsxApi for AwsFsx {
         Ok(result)
     }
 
-    async fn delete_backup(&self, region: &str, backup_id: &str) -> Result<Deleted, FsxError> {
-        let rc = self.region(region);
-        match rc
-            .ready()
-            .await
-            .delete_backup()
-            .backup_id(backup_id)
-            .send()
-            .await
-        {
+    async fn delete_backup(&self, at: &Place, backup_id: &str) -> Result<Deleted, FsxError> {
+        let session = self.session(at).await?;
+        let rc = self.region(at);
+        let call = rc.ready().await.delete_backup().backup_id(backup_id);
+        match send!(call, session) {
             Ok(_) => Ok(Deleted::Now),
-            Err(err) => match from_sdk("DeleteBackup", region, &err) {
+            Err(err) => match from_sdk("DeleteBackup", &at.to_string(), &err) {
                 FsxError::NotFound { .. } => Ok(Deleted::AlreadyGone),
                 other => Err(other),
             },
@@ -275,11 +310,13 @@ impl FsxApi for AwsFsx {
 
     async fn copy_backup(
         &self,
-        destination_region: &str,
+        destination: &Place,
         request: &CopyBackupRequest,
     ) -> Result<Backup, FsxError> {
-        let rc = self.region(destination_region);
-        let output = rc
+        let where_ = destination.to_string();
+        let session = self.session(destination).await?;
+        let rc = self.region(destination);
+        let call = rc
             .ready()
             .await
             .copy_backup()
@@ -288,30 +325,29 @@ impl FsxApi for AwsFsx {
             .set_kms_key_id(request.kms_key_id.clone())
             .copy_tags(request.copy_tags)
             .set_tags(tags_to_sdk(&request.tags))
-            .client_request_token(&request.client_request_token)
-            .send()
-            .await
-            .map_err(|e| from_sdk("CopyBackup", destination_region, &e))?;
+            .client_request_token(&request.client_request_token);
+        let output = send!(call, session).map_err(|e| from_sdk("CopyBackup", &where_, &e))?;
         output
             .backup()
             .and_then(backup_from_sdk)
-            .ok_or_else(|| incomplete_response("CopyBackup", destination_region))
+            .ok_or_else(|| incomplete_response("CopyBackup", &where_))
     }
 
-    async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
-        let rc = self.region(region);
+    async fn describe_file_systems(&self, at: &Place) -> Result<Vec<FileSystem>, FsxError> {
+        let where_ = at.to_string();
+        let session = self.session(at).await?;
+        let rc = self.region(at);
         let mut all = BTreeMap::new();
         let mut next_token: Option<String> = None;
         loop {
-            let page = rc
+            let call = rc
                 .ready()
                 .await
                 .describe_file_systems()
                 .set_max_results(self.config.page_size)
-                .set_next_token(next_token.take())
-                .send()
-                .await
-                .map_err(|e| from_sdk("DescribeFileSystems", region, &e))?;
+                .set_next_token(next_token.take());
+            let page = send!(call, session.clone())
+                .map_err(|e| from_sdk("DescribeFileSystems", &where_, &e))?;
             for fs in page.file_systems() {
                 let Some(id) = fs.file_system_id() else {
                     continue;
@@ -338,32 +374,38 @@ impl FsxApi for AwsFsx {
         Ok(all.into_values().collect())
     }
 
-    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+    async fn describe_user_backups(&self, at: &Place) -> Result<Vec<Backup>, FsxError> {
         let filter = Filter::builder()
             .name(FilterName::BackupType)
             .values("USER_INITIATED")
             .build();
-        self.describe_backups(region, Some(filter), None)
+        let session = self.session(at).await?;
+        self.describe_backups(at, &session, Some(filter), None)
             .await
-            .map_err(|e| from_sdk("DescribeBackups", region, &e))
+            .map_err(|e| from_sdk("DescribeBackups", &at.to_string(), &e))
+    }
+
+    async fn assume(&self, at: &Place) -> Result<(), FsxError> {
+        self.session(at).await.map(|_| ())
     }
 
     async fn tag_backup(
         &self,
-        region: &str,
+        at: &Place,
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), FsxError> {
-        self.region(region)
+        let session = self.session(at).await?;
+        let rc = self.region(at);
+        let call = rc
             .ready()
             .await
             .tag_resource()
             .resource_arn(arn)
-            .set_tags(tags_to_sdk(tags))
-            .send()
-            .await
+            .set_tags(tags_to_sdk(tags));
+        send!(call, session)
             .map(|_| ())
-            .map_err(|e| from_sdk("TagResource", region, &e))
+            .map_err(|e| from_sdk("TagResource", &at.to_string(), &e))
     }
 }
 

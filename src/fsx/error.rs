@@ -53,6 +53,16 @@ impl FsxError {
         }
     }
 
+    /// The AWS operation that failed (`AssumeRole` when the role could not be assumed).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::RetryLater { operation, .. }
+            | Self::CopySlotsFull { operation, .. }
+            | Self::NotFound { operation, .. }
+            | Self::UserAction { operation, .. } => operation,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::RetryLater { .. } | Self::CopySlotsFull { .. })
     }
@@ -210,12 +220,18 @@ pub(crate) fn classify_code(operation: &str, code: &str, limit: Option<&str>) ->
         "UnsupportedOperation" => Class::UserAction(R::UnsupportedOperation),
         "InvalidDestinationKmsKey" | "InvalidSourceKmsKey" => Class::UserAction(R::InvalidKmsKey),
         "InvalidRegion" => Class::UserAction(R::InvalidRegion),
+        // STS is not activated in the account's Region.
+        "RegionDisabledException" => Class::UserAction(R::Configuration),
         "IncompatibleRegionForMultiAZ" | "IncompatibleRegionForMultiAz" => {
             Class::UserAction(R::MultiAzCopyUnsupported)
         }
-        "BadRequest" | "IncompatibleParameterError" | "ValidationException" => {
-            Class::UserAction(R::InvalidRequest)
-        }
+        // STS: a session longer than the role allows, a malformed ARN or external id.
+        "BadRequest"
+        | "IncompatibleParameterError"
+        | "ValidationException"
+        | "ValidationError"
+        | "MalformedPolicyDocument"
+        | "PackedPolicyTooLarge" => Class::UserAction(R::InvalidRequest),
         // Unknown codes (5xx or new ones) are retried with backoff rather than
         // given up on: giving up would silently skip a backup. The error stays
         // visible in the status meanwhile.

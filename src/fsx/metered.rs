@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{
     Backup, BackupTarget, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted, FileSystem,
-    FsxApi, FsxError,
+    FsxApi, FsxError, Place,
 };
 use crate::metrics::{AwsLabels, Metrics};
 
@@ -22,16 +22,27 @@ impl<F> MeteredFsx<F> {
         Self { inner, metrics }
     }
 
-    fn count<T>(&self, operation: &str, result: Result<T, FsxError>) -> Result<T, FsxError> {
+    fn count<T>(
+        &self,
+        at: &Place,
+        operation: &str,
+        result: Result<T, FsxError>,
+    ) -> Result<T, FsxError> {
         let code = match &result {
             Ok(_) => "ok".to_owned(),
             Err(err) => err.code().to_owned(),
+        };
+        // A call that failed before FSx, on its role's AssumeRole, counts as that.
+        let operation = match &result {
+            Err(err) if err.operation() == "AssumeRole" => "AssumeRole",
+            _ => operation,
         };
         self.metrics
             .aws_requests
             .get_or_create(&AwsLabels {
                 operation: operation.to_owned(),
                 code,
+                account: at.account().to_owned(),
             })
             .inc();
         result
@@ -41,78 +52,95 @@ impl<F> MeteredFsx<F> {
 impl<F: FsxApi> FsxApi for MeteredFsx<F> {
     async fn create_backup(
         &self,
-        region: &str,
+        at: &Place,
         request: &CreateBackupRequest,
     ) -> Result<Backup, FsxError> {
         self.count(
+            at,
             "CreateBackup",
-            self.inner.create_backup(region, request).await,
+            self.inner.create_backup(at, request).await,
         )
     }
 
     async fn describe_backups_of(
         &self,
-        region: &str,
+        at: &Place,
         target: &BackupTarget,
     ) -> Result<Vec<Backup>, FsxError> {
         self.count(
+            at,
             "DescribeBackups",
-            self.inner.describe_backups_of(region, target).await,
+            self.inner.describe_backups_of(at, target).await,
         )
     }
 
     async fn describe_backups_by_ids(
         &self,
-        region: &str,
+        at: &Place,
         ids: &[String],
     ) -> Result<BackupsById, FsxError> {
         self.count(
+            at,
             "DescribeBackups",
-            self.inner.describe_backups_by_ids(region, ids).await,
+            self.inner.describe_backups_by_ids(at, ids).await,
         )
     }
 
-    async fn delete_backup(&self, region: &str, backup_id: &str) -> Result<Deleted, FsxError> {
+    async fn delete_backup(&self, at: &Place, backup_id: &str) -> Result<Deleted, FsxError> {
         self.count(
+            at,
             "DeleteBackup",
-            self.inner.delete_backup(region, backup_id).await,
+            self.inner.delete_backup(at, backup_id).await,
         )
     }
 
     async fn copy_backup(
         &self,
-        destination_region: &str,
+        destination: &Place,
         request: &CopyBackupRequest,
     ) -> Result<Backup, FsxError> {
         self.count(
+            destination,
             "CopyBackup",
-            self.inner.copy_backup(destination_region, request).await,
+            self.inner.copy_backup(destination, request).await,
         )
     }
 
-    async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
+    async fn describe_file_systems(&self, at: &Place) -> Result<Vec<FileSystem>, FsxError> {
         self.count(
+            at,
             "DescribeFileSystems",
-            self.inner.describe_file_systems(region).await,
+            self.inner.describe_file_systems(at).await,
         )
     }
 
-    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+    async fn describe_user_backups(&self, at: &Place) -> Result<Vec<Backup>, FsxError> {
         self.count(
+            at,
             "DescribeBackups",
-            self.inner.describe_user_backups(region).await,
+            self.inner.describe_user_backups(at).await,
         )
+    }
+
+    async fn assume(&self, at: &Place) -> Result<(), FsxError> {
+        let result = self.inner.assume(at).await;
+        // Only failures are counted: a fresh session costs no call.
+        if result.is_err() {
+            return self.count(at, "AssumeRole", result);
+        }
+        result
     }
 
     async fn tag_backup(
         &self,
-        region: &str,
+        at: &Place,
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), FsxError> {
         self.count(
+            at,
             "TagResource",
-            self.inner.tag_backup(region, arn, tags).await,
+            self.inner.tag_backup(at, arn, tags).await,
         )
     }
 }

@@ -8,9 +8,13 @@ mod aws;
 mod error;
 mod metered;
 mod rate_limit;
+mod sts;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -18,6 +22,83 @@ pub use aws::{AwsFsx, AwsFsxConfig};
 pub use error::{FsxError, UserActionReason};
 pub use metered::MeteredFsx;
 pub use rate_limit::TokenBucket;
+pub use sts::{MIN_SESSION, Sessions};
+
+/// An IAM role in another AWS account, assumed through STS for one object: what
+/// an `FsxBackupAccount` resolves to for an object allowed to use it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Role {
+    /// The `FsxBackupAccount` that named the role (for messages).
+    pub account_name: String,
+    pub arn: String,
+    /// The 12-digit account id in `arn`: the key of every per-account structure.
+    pub account_id: String,
+    pub external_id: Option<String>,
+    /// Names the object in `CloudTrail` (`RoleSessionName`).
+    pub session_name: String,
+    pub session_duration: Duration,
+}
+
+/// Where an FSx call goes: a Region, in the operator's own account or in the
+/// account of an assumed role. Clients, rate limits and copy slots are per
+/// [`Place::key`]: account and Region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Place {
+    pub region: String,
+    /// `None`: the operator's own identity.
+    pub role: Option<Arc<Role>>,
+}
+
+/// The account label of the operator's own identity in metrics and keys.
+pub const OWN_ACCOUNT: &str = "own";
+
+impl Place {
+    pub fn new(region: impl Into<String>, role: Option<Arc<Role>>) -> Self {
+        Self {
+            region: region.into(),
+            role,
+        }
+    }
+
+    /// The operator's own identity in `region`.
+    pub fn own(region: impl Into<String>) -> Self {
+        Self::new(region, None)
+    }
+
+    /// The same account in another Region.
+    #[must_use]
+    pub fn in_region(&self, region: impl Into<String>) -> Self {
+        Self::new(region, self.role.clone())
+    }
+
+    /// The account id, or [`OWN_ACCOUNT`] for the operator's own identity.
+    pub fn account(&self) -> &str {
+        account_of(self.role.as_deref())
+    }
+
+    /// `(account, Region)`: what shared structures are keyed by.
+    pub fn key(&self) -> (String, String) {
+        (self.account().to_owned(), self.region.clone())
+    }
+}
+
+/// The account id a role acts in, or [`OWN_ACCOUNT`] for none.
+pub fn account_of(role: Option<&Role>) -> &str {
+    role.map_or(OWN_ACCOUNT, |r| &r.account_id)
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.role {
+            None => f.write_str(&self.region),
+            Some(role) => write!(
+                f,
+                "{} (account {}, role {})",
+                self.region, role.account_id, role.arn
+            ),
+        }
+    }
+}
 
 /// What a backup is taken of. ONTAP is backed up per volume; the other types
 /// per file system (OpenZFS volumes may also be backed up individually).
@@ -182,59 +263,67 @@ pub struct BackupsById {
     pub missing: Vec<String>,
 }
 
-/// Exactly what the controllers need from FSx. Every call names its Region;
+/// Exactly what the controllers need from FSx. Every call names its account and Region;
 /// every list is complete (all pages) and in no particular order.
 pub trait FsxApi: Send + Sync + 'static {
     fn create_backup(
         &self,
-        region: &str,
+        at: &Place,
         request: &CreateBackupRequest,
     ) -> impl Future<Output = Result<Backup, FsxError>> + Send;
 
     /// Every backup FSx lists for the target (all types; callers filter).
     fn describe_backups_of(
         &self,
-        region: &str,
+        at: &Place,
         target: &BackupTarget,
     ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send;
 
     /// Batch lookup, for polling backups in flight with few calls.
     fn describe_backups_by_ids(
         &self,
-        region: &str,
+        at: &Place,
         ids: &[String],
     ) -> impl Future<Output = Result<BackupsById, FsxError>> + Send;
 
     fn delete_backup(
         &self,
-        region: &str,
+        at: &Place,
         backup_id: &str,
     ) -> impl Future<Output = Result<Deleted, FsxError>> + Send;
 
     /// Sent to `destination_region` with `SourceRegion` set.
     fn copy_backup(
         &self,
-        destination_region: &str,
+        destination: &Place,
         request: &CopyBackupRequest,
     ) -> impl Future<Output = Result<Backup, FsxError>> + Send;
 
     fn describe_file_systems(
         &self,
-        region: &str,
+        at: &Place,
     ) -> impl Future<Output = Result<Vec<FileSystem>, FsxError>> + Send;
 
     /// Every `USER_INITIATED` backup in the Region, of any target: what the
     /// stray scan reads (the operator's backups are all of that type).
     fn describe_user_backups(
         &self,
-        region: &str,
+        at: &Place,
     ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send;
+
+    /// Makes sure calls at `at` can be sent as its identity (assumes its role
+    /// when there is no fresh session), so that a role the operator cannot
+    /// assume is reported at once, not first when a backup is due.
+    fn assume(&self, at: &Place) -> impl Future<Output = Result<(), FsxError>> + Send {
+        let _ = at;
+        async { Ok(()) }
+    }
 
     /// Adds or overwrites `tags` on the backup `arn` (`TagResource`): how
     /// adoption moves a backup to its new owner.
     fn tag_backup(
         &self,
-        region: &str,
+        at: &Place,
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), FsxError>> + Send;

@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kube::{Client, ResourceExt};
 
-use super::{Preview, TargetPreview, generation_after_apply, owner_of, read, simulate_adoption};
+use super::{
+    Preview, TargetPreview, generation_after_apply, owner_of, place, read, simulate_adoption,
+};
 use crate::controller::Brake;
 use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::copy::in_destination;
@@ -41,6 +43,13 @@ pub async fn copy<F: FsxApi>(
     );
     let previous = live.as_ref().and_then(|l| l.status.as_ref());
     let mut work = Work::start(previous, generation);
+    let dest = place(
+        &client,
+        object,
+        object.spec.account.as_deref(),
+        &valid.destination_region,
+    )
+    .await?;
     let mut targets: Vec<String> = previous
         .map(|s| s.source_targets.clone())
         .unwrap_or_default();
@@ -48,7 +57,7 @@ pub async fn copy<F: FsxApi>(
         Source::Backup { id, region } => {
             if work.one_shot_pending(id) {
                 let found = fsx
-                    .describe_backups_by_ids(region, std::slice::from_ref(id))
+                    .describe_backups_by_ids(&dest.in_region(region), std::slice::from_ref(id))
                     .await;
                 work.one_shot_source(id, region, found);
             }
@@ -63,7 +72,10 @@ pub async fn copy<F: FsxApi>(
             let mut sources = Vec::new();
             for target in target_ids(&schedule) {
                 let backups = match fsx
-                    .describe_backups_of(&spec.region, &BackupTarget::from_id(target.as_str()))
+                    .describe_backups_of(
+                        &dest.in_region(&spec.region),
+                        &BackupTarget::from_id(target.as_str()),
+                    )
                     .await
                 {
                     Ok(backups) => backups,
@@ -85,7 +97,7 @@ pub async fn copy<F: FsxApi>(
         }
     }
     let destination = &valid.destination_region;
-    let mut copies = in_destination(fsx, destination, &targets)
+    let mut copies = in_destination(fsx, &dest, &targets)
         .await
         .map_err(|err| format!("{destination}: {err}"))?;
     let adopt = simulate_adoption(&mut copies, &owner, KIND, valid.adoption);

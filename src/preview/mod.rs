@@ -12,11 +12,12 @@ use kube::Client;
 use kube::api::Api;
 use serde::Serialize;
 
+use crate::accounts::Accounts;
 use crate::adoption;
-use crate::controller::Brake;
+use crate::controller::{Brake, ObjectKey};
 use crate::crd::common::Adoption;
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
-use crate::fsx::Backup;
+use crate::fsx::{Backup, Place};
 use crate::ownership::Owner;
 use crate::retention::{Plan, Verdict};
 
@@ -375,6 +376,26 @@ async fn read_live(
 }
 
 /// `namespace/name` of kind `K` as it is in the cluster, if it exists.
+/// Where the object calls FSx in `region`, as the operator would decide: the
+/// role of its `spec.account` (assumed with the user's own credentials).
+async fn place<K: kube::Resource<DynamicType = ()>>(
+    client: &Client,
+    object: &K,
+    account: Option<&str>,
+    region: &str,
+) -> Result<Place, String> {
+    let mut key = ObjectKey::of(object);
+    if key.namespace.is_empty() {
+        "default".clone_into(&mut key.namespace);
+    }
+    let role = Accounts::new(client.clone())
+        .role_for(account, &key)
+        .await
+        .map_err(|err| format!("cannot read FsxBackupAccount: {err}"))?
+        .map_err(|refused| refused.to_string())?;
+    Ok(Place::new(region, role))
+}
+
 async fn read<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, String>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>

@@ -4,7 +4,9 @@
 use jiff::{SignedDuration, Timestamp};
 use kube::{Client, ResourceExt};
 
-use super::{Preview, TargetPreview, generation_after_apply, owner_of, read, simulate_adoption};
+use super::{
+    Preview, TargetPreview, generation_after_apply, owner_of, place, read, simulate_adoption,
+};
 use crate::controller::Brake;
 use crate::controller::brake::{self, BrakeCheck};
 use crate::controller::schedule::plan::{KIND, select_file_systems};
@@ -31,11 +33,18 @@ pub async fn schedule<F: FsxApi>(
     let live: Option<FsxBackupSchedule> = read(&client, &namespace, &name).await?;
     let valid = validate(object, default_region, now).map_err(|err| format!("invalid: {err}"))?;
     let owner = owner_of(object, live.as_ref().and_then(ResourceExt::uid), cluster);
+    let at = place(
+        &client,
+        object,
+        object.spec.account.as_deref(),
+        &valid.region,
+    )
+    .await?;
     let ids: Vec<String> = match &valid.targets {
         Targets::Ids(ids) => ids.iter().map(|t| t.id().to_owned()).collect(),
         Targets::Selector { .. } => {
             let file_systems = fsx
-                .describe_file_systems(&valid.region)
+                .describe_file_systems(&at)
                 .await
                 .map_err(|err| err.to_string())?;
             select_file_systems(&valid.targets, file_systems)
@@ -59,7 +68,7 @@ pub async fn schedule<F: FsxApi>(
     let mut targets = Vec::new();
     for id in ids {
         let mut backups = fsx
-            .describe_backups_of(&valid.region, &BackupTarget::from_id(&id))
+            .describe_backups_of(&at, &BackupTarget::from_id(&id))
             .await
             .map_err(|err| format!("{id}: {err}"))?;
         let adopt = simulate_adoption(&mut backups, &owner, KIND, valid.adoption);

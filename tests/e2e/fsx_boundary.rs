@@ -4,14 +4,15 @@
 //! classification of every error kind the controllers act on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fsx_backup_operator::fsx::{
     AwsFsx, AwsFsxConfig, BackupTarget, CopyBackupRequest, CreateBackupRequest, Deleted, FsxApi,
-    FsxError, Lifecycle, UserActionReason,
+    FsxError, Lifecycle, Place, Role, UserActionReason,
 };
 use fsx_emulator::{
-    BackupSeed, BackupType, Emulator, Faults, FileSystemSeed, FileSystemType, Limits,
+    BackupSeed, BackupType, Emulator, Faults, FileSystemSeed, FileSystemType, Limits, RoleSeed,
     RunningEmulator, Timing, VolumeSeed,
 };
 
@@ -31,6 +32,7 @@ async fn setup(config: AwsFsxConfig) -> Setup {
         crate::support::aws_sdk_config(EAST).await,
         AwsFsxConfig {
             endpoint_url: Some(running.endpoint.clone()),
+            sts_endpoint_url: Some(running.endpoint.clone()),
             initial_backoff: Duration::from_millis(5),
             ..config
         },
@@ -95,7 +97,7 @@ async fn create_is_idempotent_when_responses_are_lost() {
     });
     let err = s
         .fsx
-        .create_backup(EAST, &request)
+        .create_backup(&Place::own(EAST), &request)
         .await
         .expect_err("responses are dropped");
     assert!(err.is_retryable(), "a lost response is transient: {err:?}");
@@ -107,10 +109,14 @@ async fn create_is_idempotent_when_responses_are_lost() {
 
     // The reconcile retries later with the same token: it gets that same backup.
     s.emulator.set_faults(Faults::default());
-    let first = s.fsx.create_backup(EAST, &request).await.expect("create");
+    let first = s
+        .fsx
+        .create_backup(&Place::own(EAST), &request)
+        .await
+        .expect("create");
     let again = s
         .fsx
-        .create_backup(EAST, &request)
+        .create_backup(&Place::own(EAST), &request)
         .await
         .expect("create again");
     assert_eq!(first.id, again.id);
@@ -144,7 +150,7 @@ async fn describe_reads_every_page_whatever_the_order() {
 
     let listed = s
         .fsx
-        .describe_backups_of(EAST, &BackupTarget::FileSystem(fs.clone()))
+        .describe_backups_of(&Place::own(EAST), &BackupTarget::FileSystem(fs.clone()))
         .await
         .expect("describe");
     let mut ids: Vec<_> = listed.iter().map(|b| b.id.clone()).collect();
@@ -165,7 +171,7 @@ async fn describe_reads_every_page_whatever_the_order() {
     let by_ids = s
         .fsx
         .describe_backups_by_ids(
-            EAST,
+            &Place::own(EAST),
             &[
                 seeded[0].clone(),
                 "backup-0000000000000dead".into(),
@@ -186,7 +192,7 @@ async fn describe_reads_every_page_whatever_the_order() {
     ];
     let listed = s
         .fsx
-        .describe_user_backups(EAST)
+        .describe_user_backups(&Place::own(EAST))
         .await
         .expect("user backups");
     let mut ids: Vec<_> = listed.iter().map(|b| b.id.clone()).collect();
@@ -198,10 +204,13 @@ async fn describe_reads_every_page_whatever_the_order() {
     // Adoption's re-tag, by the ARN the listing reports.
     let arn = listed[0].arn.clone().expect("arn");
     let tags = BTreeMap::from([("fsxbackup.io/cluster".to_owned(), "c1".to_owned())]);
-    s.fsx.tag_backup(EAST, &arn, &tags).await.expect("tag");
+    s.fsx
+        .tag_backup(&Place::own(EAST), &arn, &tags)
+        .await
+        .expect("tag");
     let after = s
         .fsx
-        .describe_backups_by_ids(EAST, std::slice::from_ref(&listed[0].id))
+        .describe_backups_by_ids(&Place::own(EAST), std::slice::from_ref(&listed[0].id))
         .await
         .expect("by id");
     assert_eq!(
@@ -227,7 +236,7 @@ async fn throttling_is_absorbed_by_retries_and_visible_in_the_log() {
     });
     for _ in 0..6 {
         s.fsx
-            .describe_backups_of(EAST, &BackupTarget::FileSystem(fs.clone()))
+            .describe_backups_of(&Place::own(EAST), &BackupTarget::FileSystem(fs.clone()))
             .await
             .expect("retried to success");
     }
@@ -256,7 +265,7 @@ async fn throttling_is_absorbed_by_retries_and_visible_in_the_log() {
     });
     let err = strict
         .fsx
-        .describe_file_systems(EAST)
+        .describe_file_systems(&Place::own(EAST))
         .await
         .expect_err("throttled");
     assert!(
@@ -293,7 +302,7 @@ async fn every_error_kind_is_classified() {
     // Retry later: a backup of the target is still being made.
     s.fsx
         .create_backup(
-            EAST,
+            &Place::own(EAST),
             &create_request(BackupTarget::FileSystem(windows.clone()), "t1"),
         )
         .await
@@ -301,7 +310,7 @@ async fn every_error_kind_is_classified() {
     let busy = s
         .fsx
         .create_backup(
-            EAST,
+            &Place::own(EAST),
             &create_request(BackupTarget::FileSystem(windows.clone()), "t2"),
         )
         .await;
@@ -314,7 +323,7 @@ async fn every_error_kind_is_classified() {
     let missing = s
         .fsx
         .create_backup(
-            EAST,
+            &Place::own(EAST),
             &create_request(
                 BackupTarget::FileSystem("fs-0123456789abcdef0".into()),
                 "t3",
@@ -329,7 +338,7 @@ async fn every_error_kind_is_classified() {
     let missing_vol = s
         .fsx
         .create_backup(
-            EAST,
+            &Place::own(EAST),
             &create_request(
                 BackupTarget::Volume("fsvol-0123456789abcdef0".into()),
                 "t3v",
@@ -342,7 +351,10 @@ async fn every_error_kind_is_classified() {
     );
     let whole_ontap = s
         .fsx
-        .create_backup(EAST, &create_request(BackupTarget::FileSystem(ontap), "t4"))
+        .create_backup(
+            &Place::own(EAST),
+            &create_request(BackupTarget::FileSystem(ontap), "t4"),
+        )
         .await;
     let err = whole_ontap.expect_err("ONTAP file systems are backed up per volume");
     assert_eq!(
@@ -354,7 +366,10 @@ async fn every_error_kind_is_classified() {
         "says what to fix: {err}"
     );
     s.fsx
-        .create_backup(EAST, &create_request(BackupTarget::Volume(volume), "t5"))
+        .create_backup(
+            &Place::own(EAST),
+            &create_request(BackupTarget::Volume(volume), "t5"),
+        )
         .await
         .expect("volume backup");
 
@@ -363,7 +378,11 @@ async fn every_error_kind_is_classified() {
         deny_operations: vec!["DescribeFileSystems".into()],
         ..Faults::default()
     });
-    let denied = s.fsx.describe_file_systems(EAST).await.expect_err("denied");
+    let denied = s
+        .fsx
+        .describe_file_systems(&Place::own(EAST))
+        .await
+        .expect_err("denied");
     assert_eq!(user_action(&denied), Some(UserActionReason::AccessDenied));
     s.emulator.set_faults(Faults::default());
 
@@ -375,7 +394,10 @@ async fn every_error_kind_is_classified() {
     let other = seed_fs(&s.emulator, FileSystemType::Windows);
     let quota = s
         .fsx
-        .create_backup(EAST, &create_request(BackupTarget::FileSystem(other), "t6"))
+        .create_backup(
+            &Place::own(EAST),
+            &create_request(BackupTarget::FileSystem(other), "t6"),
+        )
         .await;
     assert_eq!(
         quota.as_ref().err().and_then(user_action),
@@ -387,7 +409,10 @@ async fn every_error_kind_is_classified() {
     // Deleting: busy (retry later), gone (fine), AWS Backup's (not ours to delete).
     let creating = s
         .fsx
-        .describe_backups_of(EAST, &BackupTarget::FileSystem(windows.clone()))
+        .describe_backups_of(
+            &Place::own(EAST),
+            &BackupTarget::FileSystem(windows.clone()),
+        )
         .await
         .expect("describe");
     let creating_id = creating
@@ -398,12 +423,14 @@ async fn every_error_kind_is_classified() {
         .clone();
     let busy_delete = s
         .fsx
-        .delete_backup(EAST, &creating_id)
+        .delete_backup(&Place::own(EAST), &creating_id)
         .await
         .expect_err("in progress");
     assert!(busy_delete.is_retryable(), "{busy_delete:?}");
     assert_eq!(
-        s.fsx.delete_backup(EAST, "backup-0123456789abcdef0").await,
+        s.fsx
+            .delete_backup(&Place::own(EAST), "backup-0123456789abcdef0")
+            .await,
         Ok(Deleted::AlreadyGone)
     );
 
@@ -412,7 +439,11 @@ async fn every_error_kind_is_classified() {
         server_error_next: 1,
         ..Faults::default()
     });
-    let server = s.fsx.describe_file_systems(EAST).await.expect_err("500");
+    let server = s
+        .fsx
+        .describe_file_systems(&Place::own(EAST))
+        .await
+        .expect_err("500");
     assert!(server.is_retryable(), "{server:?}");
     s.emulator.set_faults(Faults::default());
 }
@@ -448,14 +479,14 @@ async fn copy_errors_are_classified() {
     for (i, source) in sources.iter().take(5).enumerate() {
         let copy = s
             .fsx
-            .copy_backup(WEST, &copy_request(source, &format!("c{i}")))
+            .copy_backup(&Place::own(WEST), &copy_request(source, &format!("c{i}")))
             .await
             .expect("copy");
         assert_eq!(copy.source_backup_id.as_deref(), Some(source.as_str()));
     }
     let full = s
         .fsx
-        .copy_backup(WEST, &copy_request(&sources[5], "c5"))
+        .copy_backup(&Place::own(WEST), &copy_request(&sources[5], "c5"))
         .await
         .expect_err("slots full");
     assert!(matches!(full, FsxError::CopySlotsFull { .. }), "{full:?}");
@@ -464,7 +495,7 @@ async fn copy_errors_are_classified() {
     // A source being copied cannot be deleted yet.
     let being_copied = s
         .fsx
-        .delete_backup(EAST, &sources[0])
+        .delete_backup(&Place::own(EAST), &sources[0])
         .await
         .expect_err("being copied");
     assert!(
@@ -480,7 +511,7 @@ async fn copy_errors_are_classified() {
     bad_key.kms_key_id = Some("arn:aws:kms:us-west-2:111111111111:key/invalid".into());
     let err = s
         .fsx
-        .copy_backup(WEST, &bad_key)
+        .copy_backup(&Place::own(WEST), &bad_key)
         .await
         .expect_err("bad key");
     assert_eq!(
@@ -491,7 +522,7 @@ async fn copy_errors_are_classified() {
 
     let err = s
         .fsx
-        .copy_backup("cn-north-1", &copy_request(&sources[6], "c7"))
+        .copy_backup(&Place::own("cn-north-1"), &copy_request(&sources[6], "c7"))
         .await
         .expect_err("cross-partition");
     assert_eq!(
@@ -502,7 +533,10 @@ async fn copy_errors_are_classified() {
 
     let not_found = s
         .fsx
-        .copy_backup(WEST, &copy_request("backup-0123456789abcdef0", "c8"))
+        .copy_backup(
+            &Place::own(WEST),
+            &copy_request("backup-0123456789abcdef0", "c8"),
+        )
         .await
         .expect_err("missing");
     assert!(
@@ -519,14 +553,14 @@ async fn copy_errors_are_classified() {
     let fresh = s
         .fsx
         .create_backup(
-            EAST,
+            &Place::own(EAST),
             &create_request(BackupTarget::FileSystem(creating_fs), "fresh"),
         )
         .await
         .expect("create");
     let unavailable = s
         .fsx
-        .copy_backup(WEST, &copy_request(&fresh.id, "c9"))
+        .copy_backup(&Place::own(WEST), &copy_request(&fresh.id, "c9"))
         .await
         .expect_err("source creating");
     assert!(
@@ -549,7 +583,7 @@ async fn copy_errors_are_classified() {
     });
     let err = s
         .fsx
-        .copy_backup("ap-east-2", &copy_request(&maz_backup, "c10"))
+        .copy_backup(&Place::own("ap-east-2"), &copy_request(&maz_backup, "c10"))
         .await
         .expect_err("no multi-az");
     assert_eq!(
@@ -557,4 +591,129 @@ async fn copy_errors_are_classified() {
         Some(UserActionReason::MultiAzCopyUnsupported),
         "{err:?}"
     );
+}
+
+/// A role of another account, as `FsxBackupAccount` resolves it for one object.
+fn role(account: &str, external_id: Option<&str>) -> Arc<Role> {
+    Arc::new(Role {
+        account_name: "team-a".into(),
+        arn: format!("arn:aws:iam::{account}:role/fsx-backup-account"),
+        account_id: account.into(),
+        external_id: external_id.map(str::to_owned),
+        session_name: "team-a.nightly".into(),
+        session_duration: Duration::from_hours(1),
+    })
+}
+
+#[tokio::test]
+async fn calls_in_another_account_go_through_one_cached_assumed_role_session() {
+    let s = setup(AwsFsxConfig {
+        max_attempts: 1,
+        ..AwsFsxConfig::default()
+    })
+    .await;
+    let account = "222222222222";
+    s.emulator
+        .add_role(
+            RoleSeed::new(format!("arn:aws:iam::{account}:role/fsx-backup-account"))
+                .external_id("ext"),
+        )
+        .expect("role");
+    let theirs = s
+        .emulator
+        .seed_file_system_in(account, EAST, FileSystemSeed::new(FileSystemType::Windows))
+        .expect("seed");
+    let ours = seed_fs(&s.emulator, FileSystemType::Windows);
+    let there = Place::new(EAST, Some(role(account, Some("ext"))));
+    assert_eq!(there.account(), account);
+    assert!(there.to_string().contains(account), "{there}");
+
+    // The role's account only: its file system, not the operator's.
+    let listed = s.fsx.describe_file_systems(&there).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        [theirs.as_str()]
+    );
+    let own = s
+        .fsx
+        .describe_file_systems(&Place::own(EAST))
+        .await
+        .expect("list own");
+    assert_eq!(
+        own.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        [ours.as_str()]
+    );
+    let made = s
+        .fsx
+        .create_backup(
+            &there,
+            &create_request(BackupTarget::FileSystem(theirs.clone()), "x1"),
+        )
+        .await
+        .expect("create there");
+    assert!(
+        made.arn.as_deref().is_some_and(|a| a.contains(account)),
+        "{made:?}"
+    );
+    // Every call reused one session: one AssumeRole, and the calls in the account.
+    let requests = s.emulator.requests();
+    let assumed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.operation == "AssumeRole")
+        .collect();
+    assert_eq!(assumed.len(), 1, "{requests:?}");
+    assert_eq!(
+        assumed[0].role_session_name.as_deref(),
+        Some("team-a.nightly")
+    );
+    let in_account = requests
+        .iter()
+        .filter(|r| r.operation != "AssumeRole" && r.account.as_deref() == Some(account))
+        .count();
+    assert_eq!(in_account, 2, "{requests:?}");
+
+    // A wrong external id: AccessDenied, naming the role, needing a person.
+    let wrong = Place::new(EAST, Some(role(account, Some("nope"))));
+    let denied = s
+        .fsx
+        .describe_file_systems(&wrong)
+        .await
+        .expect_err("denied");
+    assert_eq!(
+        user_action(&denied),
+        Some(UserActionReason::AccessDenied),
+        "{denied:?}"
+    );
+    assert_eq!(denied.operation(), "AssumeRole");
+    let text = denied.to_string();
+    assert!(
+        text.contains("arn:aws:iam::222222222222:role/fsx-backup-account")
+            && text.contains("trust policy"),
+        "{text}"
+    );
+    assert_eq!(
+        s.fsx.assume(&wrong).await.map_err(|e| e.operation()),
+        Err("AssumeRole")
+    );
+
+    // STS throttling, past the SDK's own retries: retried later, not a person's problem.
+    s.emulator.set_faults(Faults {
+        throttle_rate: 1.0,
+        only_operations: Some(vec!["AssumeRole".into()]),
+        ..Faults::default()
+    });
+    let other_session = Place::new(
+        EAST,
+        Some(Arc::new(Role {
+            session_name: "team-a.other".into(),
+            ..(*role(account, Some("ext"))).clone()
+        })),
+    );
+    let throttled = s.fsx.assume(&other_session).await.expect_err("throttled");
+    assert!(throttled.is_retryable(), "{throttled:?}");
+    s.emulator.set_faults(Faults::default());
+    s.fsx
+        .assume(&other_session)
+        .await
+        .expect("assumed on retry");
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_fsx::types::{CreateFileSystemWindowsConfiguration, FileSystemType};
 use fsx_backup_operator::fsx::{
-    AwsFsx, AwsFsxConfig, BackupTarget, CreateBackupRequest, Deleted, FsxApi, Lifecycle,
+    AwsFsx, AwsFsxConfig, BackupTarget, CreateBackupRequest, Deleted, FsxApi, Lifecycle, Place,
 };
 
 const REGION: &str = "us-east-1";
@@ -51,7 +51,7 @@ async fn create_describe_tag_delete_against_moto() {
     );
 
     let file_systems = fsx
-        .describe_file_systems(REGION)
+        .describe_file_systems(&Place::own(REGION))
         .await
         .expect("DescribeFileSystems");
     assert!(
@@ -71,7 +71,7 @@ async fn create_describe_tag_delete_against_moto() {
     let target = BackupTarget::FileSystem(fs_id.clone());
     let backup = fsx
         .create_backup(
-            REGION,
+            &Place::own(REGION),
             &CreateBackupRequest {
                 target: target.clone(),
                 client_request_token: "smoke-1".into(),
@@ -83,7 +83,7 @@ async fn create_describe_tag_delete_against_moto() {
     assert!(backup.id.starts_with("backup-"), "{backup:?}");
 
     let listed = fsx
-        .describe_backups_of(REGION, &target)
+        .describe_backups_of(&Place::own(REGION), &target)
         .await
         .expect("DescribeBackups by filter");
     let ours = listed
@@ -94,7 +94,7 @@ async fn create_describe_tag_delete_against_moto() {
     assert_ne!(ours.lifecycle, Lifecycle::Deleted);
 
     let by_id = fsx
-        .describe_backups_by_ids(REGION, std::slice::from_ref(&backup.id))
+        .describe_backups_by_ids(&Place::own(REGION), std::slice::from_ref(&backup.id))
         .await
         .expect("by ids");
     assert_eq!(
@@ -128,7 +128,7 @@ async fn create_describe_tag_delete_against_moto() {
     // Adoption's re-tag: TagResource by the ARN the boundary reports.
     assert_eq!(ours.arn.as_deref(), Some(arn.as_str()));
     let retag = BTreeMap::from([("fsxbackup.io/cluster".to_owned(), "smoke".to_owned())]);
-    fsx.tag_backup(REGION, &arn, &retag)
+    fsx.tag_backup(&Place::own(REGION), &arn, &retag)
         .await
         .expect("TagResource");
     let listed_tags = raw
@@ -146,13 +146,13 @@ async fn create_describe_tag_delete_against_moto() {
     );
 
     assert_eq!(
-        fsx.delete_backup(REGION, &backup.id)
+        fsx.delete_backup(&Place::own(REGION), &backup.id)
             .await
             .expect("DeleteBackup"),
         Deleted::Now
     );
     let after = fsx
-        .describe_backups_of(REGION, &target)
+        .describe_backups_of(&Place::own(REGION), &target)
         .await
         .expect("describe after delete");
     assert!(

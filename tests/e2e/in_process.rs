@@ -18,7 +18,7 @@ use fsx_backup_operator::controller::{Context, Settings, schedule};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_backup_operator::fsx::{
     AwsFsx, AwsFsxConfig, Backup, BackupTarget, BackupsById, CopyBackupRequest,
-    CreateBackupRequest, Deleted, FileSystem, FsxApi, FsxError,
+    CreateBackupRequest, Deleted, FileSystem, FsxApi, FsxError, Place,
 };
 use fsx_backup_operator::metrics::Metrics;
 use fsx_emulator::{Emulator, Faults, FileSystemSeed, FileSystemType};
@@ -49,56 +49,56 @@ impl<F> Hangable<F> {
 impl<F: FsxApi> FsxApi for Hangable<F> {
     async fn create_backup(
         &self,
-        region: &str,
+        at: &Place,
         request: &CreateBackupRequest,
     ) -> Result<Backup, FsxError> {
         self.gate().await;
-        self.inner.create_backup(region, request).await
+        self.inner.create_backup(at, request).await
     }
     async fn describe_backups_of(
         &self,
-        region: &str,
+        at: &Place,
         target: &BackupTarget,
     ) -> Result<Vec<Backup>, FsxError> {
         self.gate().await;
-        self.inner.describe_backups_of(region, target).await
+        self.inner.describe_backups_of(at, target).await
     }
     async fn describe_backups_by_ids(
         &self,
-        region: &str,
+        at: &Place,
         ids: &[String],
     ) -> Result<BackupsById, FsxError> {
         self.gate().await;
-        self.inner.describe_backups_by_ids(region, ids).await
+        self.inner.describe_backups_by_ids(at, ids).await
     }
-    async fn delete_backup(&self, region: &str, backup_id: &str) -> Result<Deleted, FsxError> {
+    async fn delete_backup(&self, at: &Place, backup_id: &str) -> Result<Deleted, FsxError> {
         self.gate().await;
-        self.inner.delete_backup(region, backup_id).await
+        self.inner.delete_backup(at, backup_id).await
     }
     async fn copy_backup(
         &self,
-        destination_region: &str,
+        destination: &Place,
         request: &CopyBackupRequest,
     ) -> Result<Backup, FsxError> {
         self.gate().await;
-        self.inner.copy_backup(destination_region, request).await
+        self.inner.copy_backup(destination, request).await
     }
-    async fn describe_file_systems(&self, region: &str) -> Result<Vec<FileSystem>, FsxError> {
+    async fn describe_file_systems(&self, at: &Place) -> Result<Vec<FileSystem>, FsxError> {
         self.gate().await;
-        self.inner.describe_file_systems(region).await
+        self.inner.describe_file_systems(at).await
     }
-    async fn describe_user_backups(&self, region: &str) -> Result<Vec<Backup>, FsxError> {
+    async fn describe_user_backups(&self, at: &Place) -> Result<Vec<Backup>, FsxError> {
         self.gate().await;
-        self.inner.describe_user_backups(region).await
+        self.inner.describe_user_backups(at).await
     }
     async fn tag_backup(
         &self,
-        region: &str,
+        at: &Place,
         arn: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), FsxError> {
         self.gate().await;
-        self.inner.tag_backup(region, arn, tags).await
+        self.inner.tag_backup(at, arn, tags).await
     }
 }
 

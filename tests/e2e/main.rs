@@ -5,6 +5,7 @@
 // End-to-end scenarios read top to bottom, one step after another.
 #![allow(clippy::too_many_lines)]
 
+mod accounts;
 mod adoption;
 mod apiserver;
 mod copy_e2e;

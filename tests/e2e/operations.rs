@@ -113,8 +113,8 @@ async fn metrics_after_a_cycle_show_the_documented_series() {
             (format!("fsxbackup_backups_created_total{schedule}"), 2.0),
             (format!("fsxbackup_backups_deleted_total{schedule}"), 1.0),
             (format!("fsxbackup_schedule_interval_seconds{schedule}"), 3600.0),
-            (r#"fsxbackup_aws_requests_total{operation="CreateBackup",code="ok"}"#.to_owned(), 2.0),
-            (r#"fsxbackup_aws_requests_total{operation="DeleteBackup",code="ok"}"#.to_owned(), 1.0),
+            (r#"fsxbackup_aws_requests_total{operation="CreateBackup",code="ok",account="own"}"#.to_owned(), 2.0),
+            (r#"fsxbackup_aws_requests_total{operation="DeleteBackup",code="ok",account="own"}"#.to_owned(), 1.0),
             (r#"fsxbackup_schedule_lateness_seconds_count{controller="schedule"}"#.to_owned(), 2.0),
             ("fsxbackup_leader".to_owned(), 1.0),
         ];

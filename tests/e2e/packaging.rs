@@ -302,9 +302,12 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
     assert_eq!(
         kinds(&docs),
         [
-            // The operator's, and the one reading kube-system for the cluster identity.
+            // The operator's, the one reading kube-system for the cluster
+            // identity, and the one reading FsxBackupAccounts.
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
@@ -317,10 +320,14 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
     let name = "pkg-fsx-backup-operator";
     let lease_role = format!("{name}-leader-election");
     let identity_role = format!("{name}-cluster-identity");
+    let accounts_role = format!("{name}-accounts");
     for doc in &docs {
         let (kind, namespace, object) = id_of(doc);
         assert!(
-            object == name || object == lease_role || object == identity_role,
+            object == name
+                || object == lease_role
+                || object == identity_role
+                || object == accounts_role,
             "{kind} is named {object}"
         );
         let cluster_scoped = kind.starts_with("Cluster");
@@ -338,7 +345,14 @@ fn default_values_render_a_hardened_cluster_wide_operator() {
         the_named(&docs, "ClusterRole", &identity_role)["rules"],
         json!([{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]}])
     );
-    for binding in [name, identity_role.as_str()] {
+    assert_eq!(
+        the_named(&docs, "ClusterRole", &accounts_role)["rules"],
+        json!([
+            {"apiGroups": ["fsxbackup.io"], "resources": ["fsxbackupaccounts"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}
+        ])
+    );
+    for binding in [name, identity_role.as_str(), accounts_role.as_str()] {
         assert_eq!(
             the_named(&docs, "ClusterRoleBinding", binding)["subjects"],
             json!([{"kind": "ServiceAccount", "name": name, "namespace": "ops"}])
@@ -430,6 +444,9 @@ fn every_optional_feature_renders_namespaced_rbac_monitoring_and_a_disruption_bu
     assert_eq!(
         kinds(&docs),
         [
+            // FsxBackupAccounts are cluster-scoped: read cluster-wide.
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
             "PrometheusRule",
@@ -593,6 +610,8 @@ fn switches_off_remove_what_they_guard() {
         [
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment"
@@ -727,10 +746,16 @@ fn deploy_is_the_rendered_chart_and_applies_with_kubectl() {
         .expect("run scripts/render-deploy.sh");
     ok("scripts/render-deploy.sh", &output);
     let mut committed = files_under(&repo().join("deploy"));
-    assert!(
-        committed.remove(Path::new("iam-policy.json")).is_some(),
-        "deploy/iam-policy.json is missing"
-    );
+    for hand_written in [
+        "iam-policy.json",
+        "account-role-policy.json",
+        "account-trust-policy.json",
+    ] {
+        assert!(
+            committed.remove(Path::new(hand_written)).is_some(),
+            "deploy/{hand_written} is missing"
+        );
+    }
     let generated = files_under(&rendered);
     let names = |files: &BTreeMap<PathBuf, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&committed), names(&generated), "files in deploy/");
@@ -853,8 +878,10 @@ fn the_iam_policy_is_least_privilege_with_the_ownership_conditions() {
             "kms:DescribeKey",
             "kms:GenerateDataKey*",
             "sns:Publish",
+            "sts:AssumeRole",
         ])
     );
+
     let granting = |action: &str| {
         statements
             .iter()
@@ -904,6 +931,14 @@ fn the_iam_policy_is_least_privilege_with_the_ownership_conditions() {
             "true"
         );
     }
+    for statement in granting("sts:AssumeRole") {
+        for resource in strings(&statement["Resource"]) {
+            assert!(
+                resource.starts_with("arn:aws:iam::") && resource.contains(":role/"),
+                "sts:AssumeRole on {resource}"
+            );
+        }
+    }
     for statement in granting("sns:Publish") {
         for resource in strings(&statement["Resource"]) {
             assert!(
@@ -923,6 +958,59 @@ fn the_iam_policy_is_least_privilege_with_the_ownership_conditions() {
             }
         }
     }
+}
+
+#[test]
+fn a_target_account_gets_the_same_fsx_permissions_and_trusts_only_the_operator() {
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(repo().join("deploy").join(name))
+            .unwrap_or_else(|err| panic!("read deploy/{name}: {err}"));
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("deploy/{name} is JSON: {err}"))
+    };
+    let operator = read("iam-policy.json");
+    let role = read("account-role-policy.json");
+    // The role in a target account carries exactly the operator's FSx and KMS
+    // statements, with their ownership conditions; SNS and STS stay with the operator.
+    let fsx_and_kms: Vec<&Value> = operator["Statement"]
+        .as_array()
+        .expect("Statement list")
+        .iter()
+        .filter(|s| {
+            strings(&s["Action"])
+                .iter()
+                .all(|a| a.starts_with("fsx:") || a.starts_with("kms:"))
+        })
+        .collect();
+    let in_role: Vec<&Value> = role["Statement"]
+        .as_array()
+        .expect("Statement list")
+        .iter()
+        .collect();
+    assert_eq!(in_role, fsx_and_kms, "deploy/account-role-policy.json");
+    let trust = read("account-trust-policy.json");
+    let statements = trust["Statement"].as_array().expect("Statement list");
+    assert_eq!(statements.len(), 1);
+    let only = &statements[0];
+    assert_eq!(only["Action"], "sts:AssumeRole");
+    assert!(
+        only["Principal"]["AWS"].as_str().is_some_and(
+            |p| p.starts_with("arn:aws:iam::") && p.ends_with(":role/fsx-backup-operator")
+        ),
+        "the trust names the operator's role: {only}"
+    );
+    assert!(
+        only["Condition"]["StringEquals"]["sts:ExternalId"].is_string(),
+        "the trust requires the FsxBackupAccount's external id: {only}"
+    );
+    // The operator may assume the role name the README tells target accounts to use.
+    let assumable = operator["Statement"]
+        .as_array()
+        .expect("Statement list")
+        .iter()
+        .filter(|s| strings(&s["Action"]).contains(&"sts:AssumeRole"))
+        .flat_map(|s| strings(&s["Resource"]))
+        .collect::<Vec<_>>();
+    assert_eq!(assumable, ["arn:aws:iam::*:role/fsx-backup-account"]);
 }
 
 /// A kubeconfig that authenticates as `service_account` in `namespace` with a
@@ -1135,10 +1223,7 @@ fn cluster_wide_rbac_allows_exactly_what_the_operator_does() {
         request("get", "customresourcedefinitions.apiextensions.k8s.io", ""),
         false,
     ));
-    expected.push((request("list", "namespaces", ""), false));
-    // The default cluster identity: kube-system's UID, and no other namespace.
-    expected.push((named(request("get", "namespaces", ""), "kube-system"), true));
-    expected.push((named(request("get", "namespaces", ""), "default"), false));
+    expected.extend(account_access());
     assert_access(&kubeconfig, &expected);
     release.uninstall();
     let left = kubectl(&["get", "clusterrole", &name]);
@@ -1173,7 +1258,29 @@ fn namespaced_rbac_reaches_only_the_watched_namespaces() {
     expected.extend(never_needed(watched.name()));
     // Leader election is off: no Lease at all.
     expected.extend(lease_access(&release, false));
+    // Accounts are cluster-scoped: read cluster-wide whatever is watched.
+    expected.extend(account_access());
     assert_access(&kubeconfig, &expected);
+}
+
+/// `FsxBackupAccount`s (cluster-scoped, the platform team's): read only; and
+/// namespaces read one by one (the cluster identity, label-selected allow-lists),
+/// never listed.
+fn account_access() -> Vec<(Value, bool)> {
+    let accounts = "fsxbackupaccounts.fsxbackup.io";
+    let mut expected: Vec<(Value, bool)> = ["get", "list", "watch"]
+        .into_iter()
+        .map(|verb| (request(verb, accounts, ""), true))
+        .collect();
+    for verb in ["create", "update", "patch", "delete"] {
+        expected.push((request(verb, accounts, ""), false));
+    }
+    expected.push((request("list", "namespaces", ""), false));
+    expected.push((request("watch", "namespaces", ""), false));
+    expected.push((request("update", "namespaces", ""), false));
+    expected.push((named(request("get", "namespaces", ""), "kube-system"), true));
+    expected.push((named(request("get", "namespaces", ""), "team-a"), true));
+    expected
 }
 
 /// Applies stand-ins for the Prometheus Operator's CRDs (any content accepted),

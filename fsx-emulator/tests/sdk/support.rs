@@ -1,5 +1,5 @@
-//! Shared helpers: an emulator per test, SDK clients pointed at it, and a
-//! minimal raw HTTP client for requests the SDK cannot make.
+//! Shared helpers: an emulator per test, SDK clients (FSx and STS) pointed
+//! at it, and a minimal raw HTTP client for requests the SDK cannot make.
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
@@ -49,6 +49,40 @@ impl Harness {
         sdk_client(&self.running.endpoint, region, retry)
     }
 
+    /// An FSx client for `region` signing with credentials `AssumeRole`
+    /// returned, without retries.
+    pub fn client_as(&self, region: &str, credentials: &aws_sdk_sts::types::Credentials) -> Client {
+        session_client(
+            &self.running.endpoint,
+            region,
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token()),
+        )
+    }
+
+    /// An STS client (default-account credentials) that never retries.
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        sts_client(
+            &self.running.endpoint,
+            Credentials::new("AKIDTEST", "secret", None, None, "test"),
+            RetryConfig::disabled(),
+        )
+    }
+
+    /// Assumes `role_arn` as session `session` from the default account.
+    pub async fn assume(&self, role_arn: &str, session: &str) -> aws_sdk_sts::types::Credentials {
+        self.sts()
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .send()
+            .await
+            .expect("AssumeRole succeeds")
+            .credentials
+            .expect("credentials are returned")
+    }
+
     pub fn seed_fs(&self, region: &str, seed: FileSystemSeed) -> String {
         self.emulator
             .seed_file_system(region, seed)
@@ -70,6 +104,47 @@ pub fn sdk_client(endpoint: &str, region: &str, retry: RetryConfig) -> Client {
         .retry_config(retry)
         .build();
     Client::from_conf(config)
+}
+
+/// An FSx client without retries signing with the given keys (and session
+/// token, which the emulator checks for keys its STS issued).
+pub fn session_client(
+    endpoint: &str,
+    region: &str,
+    access_key_id: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> Client {
+    let config = aws_sdk_fsx::Config::builder()
+        .behavior_version_latest()
+        .credentials_provider(Credentials::new(
+            access_key_id,
+            secret,
+            session_token.map(str::to_owned),
+            None,
+            "session",
+        ))
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+/// An STS client for `endpoint`, signing for `us-east-1`.
+pub fn sts_client(
+    endpoint: &str,
+    credentials: Credentials,
+    retry: RetryConfig,
+) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version_latest()
+        .credentials_provider(credentials)
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .retry_config(retry)
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
 }
 
 pub fn tag(key: &str, value: &str) -> Tag {

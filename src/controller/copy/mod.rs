@@ -20,11 +20,12 @@ use super::driver::{self, Applied, Pace, Reconciler, Wiring};
 use super::effects::{Counter, Effect};
 use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, cleanup};
-use crate::copy_slots::CopySlots;
+use crate::accounts::{self, Refused};
+use crate::copy_slots::{self, CopySlots};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{FsxBackupCopy, FsxBackupCopyStatus};
 use crate::crd::schedule::FsxBackupSchedule;
-use crate::fsx::{Backup, BackupTarget, FsxApi, FsxError, UserActionReason};
+use crate::fsx::{Backup, BackupTarget, FsxApi, FsxError, Place, UserActionReason, account_of};
 use crate::metrics::Metrics;
 use crate::retention;
 use crate::validate::copy::validate;
@@ -146,29 +147,48 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         if work.spec_changed {
             ctx.memory(&key, |m| m.scanned_schedule = None);
         }
-        let source_region = match &valid.source {
+        // Sources and copies are all in the copy's account: FSx copies within one.
+        let dest = ctx
+            .place(
+                object.spec.account.as_deref(),
+                &key,
+                &valid.destination_region,
+            )
+            .await?;
+        let pace = Pace {
+            poll: ctx.settings.poll_interval,
+            retry: ctx.settings.retry_interval,
+        };
+        if let Err(err) = ctx.fsx.assume(&dest).await {
+            work.error(&err);
+            return Ok(work.finish(now, &valid, pace));
+        }
+        let source = match &valid.source {
             Source::Backup { id, region } => {
+                let source = dest.in_region(region);
                 if work.one_shot_pending(id) {
                     let found = ctx
                         .fsx
-                        .describe_backups_by_ids(region, std::slice::from_ref(id))
+                        .describe_backups_by_ids(&source, std::slice::from_ref(id))
                         .await;
                     work.one_shot_source(id, region, found);
                 }
-                region.clone()
+                source
             }
             Source::Schedule { name } => self
-                .follow(&mut work, &valid, &key, name, now)
+                .follow(&mut work, &valid, object, &dest, name, now)
                 .await?
-                .unwrap_or_else(|| valid.destination_region.clone()),
+                .unwrap_or_else(|| dest.clone()),
         };
         let mut may_copy = true;
         if work.never_copied() && !work.queued().is_empty() {
-            may_copy = self.look_in_destination(&mut work, &valid, &owner).await;
+            may_copy = self
+                .look_in_destination(&mut work, &valid, &dest, &owner)
+                .await;
         }
-        self.poll(&mut work, &valid, &key, now).await;
+        self.poll(&mut work, &dest, &key, now).await;
         if may_copy && !work.is_stalled() {
-            self.start_copies(&mut work, &valid, &owner, &key, &source_region, now)
+            self.start_copies(&mut work, &valid, &dest, &owner, &key, &source.region, now)
                 .await;
         }
         if let Some(policy) = &valid.retention {
@@ -180,15 +200,11 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                     object,
                 );
                 let next = self
-                    .prune(&mut work, &valid, policy, &owner, now, &check)
+                    .prune(&mut work, &dest, &valid, policy, &owner, now, &check)
                     .await;
                 ctx.memory(&key, |m| m.next_expiry = next);
             }
         }
-        let pace = Pace {
-            poll: ctx.settings.poll_interval,
-            retry: ctx.settings.retry_interval,
-        };
         Ok(work.finish(now, &valid, pace))
     }
 
@@ -208,10 +224,16 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
             &object.name_any(),
             &targets,
         );
-        let destination = &object.spec.destination_region;
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
             return Ok(cleanup::retained("CopiesRetained", "copies"));
         }
+        let destination = &ctx
+            .place(
+                object.spec.account.as_deref(),
+                &ObjectKey::of(object),
+                &object.spec.destination_region,
+            )
+            .await?;
         let status = object.status.clone().unwrap_or_default();
         let mut copies = in_destination(&ctx.fsx, destination, &status.source_targets).await?;
         let listed: Vec<String> = status
@@ -233,8 +255,8 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
 
     fn after_reconcile(&self) {
         let metrics = &self.ctx.metrics;
-        for (region, stats) in self.shared.slots.queue_stats() {
-            let labels = Metrics::region(&region);
+        for (pool, stats) in self.shared.slots.queue_stats() {
+            let labels = Metrics::region(&copy_slots::split_pool(&pool));
             metrics
                 .copies_in_progress
                 .get_or_create(&labels)
@@ -257,17 +279,19 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
 
 impl<F: FsxApi> CopyReconciler<F> {
     /// Follow mode: reads the schedule and, when it changed since the last scan,
-    /// the backups its retention keeps. Returns the source Region, or `None`
-    /// while the schedule cannot be used.
+    /// the backups its retention keeps. Returns where the sources are, or `None`
+    /// while the schedule cannot be used; refuses a schedule in another account.
     async fn follow(
         &self,
         work: &mut Work,
         valid: &ValidCopy,
-        key: &ObjectKey,
+        copy: &FsxBackupCopy,
+        dest: &Place,
         name: &str,
         now: Timestamp,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<Place>, Error> {
         let ctx = &*self.ctx;
+        let key = &ObjectKey::of(copy);
         let schedules: Api<Lenient<FsxBackupSchedule>> =
             Api::namespaced(ctx.client.clone(), &key.namespace);
         let Some(schedule) = schedules.get_opt(name).await? else {
@@ -305,21 +329,46 @@ impl<F: FsxApi> CopyReconciler<F> {
             _ => target_ids(&schedule).into_iter().collect(),
         };
         work.followed_objective(followed.rpo, followed.suspended, tracked);
+        if schedule.spec.account != copy.spec.account {
+            let schedule_key = ObjectKey::of(&schedule);
+            match ctx
+                .accounts
+                .role_for(schedule.spec.account.as_deref(), &schedule_key)
+                .await?
+            {
+                Ok(role) if account_of(role.as_deref()) != dest.account() => {
+                    return Err(Refused::CrossAccountCopy {
+                        schedule: name.to_owned(),
+                        schedule_account: accounts::describe(role.as_deref()),
+                        copy_account: accounts::describe(dest.role.as_deref()),
+                    }
+                    .into());
+                }
+                Ok(_) => {}
+                Err(refused) => {
+                    work.waiting_for_schedule(format!(
+                        "FsxBackupSchedule {name} cannot use its account: {refused}"
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+        let source = dest.in_region(&followed.region);
         let region = followed.region.clone();
         if partition(&region) != partition(&valid.destination_region) {
             work.cross_partition(&valid.destination_region, &region);
-            return Ok(Some(region));
+            return Ok(Some(source));
         }
         let version = schedule.resource_version();
         if version.is_some() && ctx.memory(key, |m| m.scanned_schedule.clone()) == version {
-            return Ok(Some(region));
+            return Ok(Some(source));
         }
         let schedule_uid = schedule.uid().unwrap_or_default();
         let mut sources: Vec<Backup> = Vec::new();
         for target in target_ids(&schedule) {
             match ctx
                 .fsx
-                .describe_backups_of(&region, &BackupTarget::from_id(target.as_str()))
+                .describe_backups_of(&source, &BackupTarget::from_id(target.as_str()))
                 .await
             {
                 Ok(backups) => {
@@ -330,30 +379,35 @@ impl<F: FsxApi> CopyReconciler<F> {
                 Err(FsxError::UserAction { .. }) => {}
                 Err(err) => {
                     work.error(&err);
-                    return Ok(Some(region));
+                    return Ok(Some(source));
                 }
             }
         }
         work.follow(now, valid, sources);
         ctx.memory(key, |m| m.scanned_schedule = version);
-        Ok(Some(region))
+        Ok(Some(source))
     }
 
     /// Before the first copies of an object with no record of any: adopts the
     /// orphaned copies of its name and records the copies it already has, so
     /// that nothing is copied twice. `false` when the destination could not be
     /// listed (no copy is started until it can be).
-    async fn look_in_destination(&self, work: &mut Work, valid: &ValidCopy, owner: &Owner) -> bool {
-        let destination = &valid.destination_region;
+    async fn look_in_destination(
+        &self,
+        work: &mut Work,
+        valid: &ValidCopy,
+        dest: &Place,
+        owner: &Owner,
+    ) -> bool {
         let mut copies =
-            match in_destination(&self.ctx.fsx, destination, &work.status.source_targets).await {
+            match in_destination(&self.ctx.fsx, dest, &work.status.source_targets).await {
                 Ok(copies) => copies,
                 Err(err) => {
                     work.error(&err);
                     return false;
                 }
             };
-        self.adopt_in(work, valid, owner, &mut copies).await;
+        self.adopt_in(work, valid, dest, owner, &mut copies).await;
         work.found_in_destination(&copies, &owner.uid);
         true
     }
@@ -364,13 +418,14 @@ impl<F: FsxApi> CopyReconciler<F> {
         &self,
         work: &mut Work,
         valid: &ValidCopy,
+        dest: &Place,
         owner: &Owner,
         copies: &mut [Backup],
     ) {
-        let destination = &valid.destination_region;
+        let destination = &dest.region;
         let retagged = adopt::retag(
             &self.ctx.fsx,
-            destination,
+            dest,
             copies,
             owner,
             plan::KIND,
@@ -387,48 +442,49 @@ impl<F: FsxApi> CopyReconciler<F> {
 
     /// Copies in flight: one batched lookup, at most once per poll interval; slots
     /// of finished copies are freed and their waiters woken.
-    async fn poll(&self, work: &mut Work, valid: &ValidCopy, key: &ObjectKey, now: Timestamp) {
-        let destination = &valid.destination_region;
+    async fn poll(&self, work: &mut Work, dest: &Place, key: &ObjectKey, now: Timestamp) {
+        let destination = &dest.region;
+        let pool = copy_slots::pool(dest);
         let copying = work.copying();
         for (source, _) in &copying {
-            self.shared.slots.occupy(destination, key, source);
+            self.shared.slots.occupy(&pool, key, source);
         }
         if copying.is_empty() || !self.ctx.poll_due(key, now) {
             return;
         }
         let ids: Vec<String> = copying.into_iter().map(|(_, id)| id).collect();
-        let found = self
-            .ctx
-            .fsx
-            .describe_backups_by_ids(destination, &ids)
-            .await;
+        let found = self.ctx.fsx.describe_backups_by_ids(dest, &ids).await;
         for source in work.observe_copies(now, destination, found) {
             self.shared
-                .wake_all(self.shared.slots.release(destination, key, &source));
+                .wake_all(self.shared.slots.release(&pool, key, &source));
         }
     }
 
-    /// Starts queued copies, oldest source first, as slots allow.
+    /// Starts queued copies, oldest source first, as the account's slots in the
+    /// destination Region allow.
+    #[allow(clippy::too_many_arguments)]
     async fn start_copies(
         &self,
         work: &mut Work,
         valid: &ValidCopy,
+        dest: &Place,
         owner: &Owner,
         key: &ObjectKey,
         source_region: &str,
         now: Timestamp,
     ) {
-        let destination = &valid.destination_region;
+        let destination = &dest.region;
+        let pool = copy_slots::pool(dest);
         let slots = &self.shared.slots;
         let mut out_of_slots = false;
         for source in work.queued() {
-            if out_of_slots || !slots.try_acquire(destination, key, &source) {
+            if out_of_slots || !slots.try_acquire(&pool, key, &source) {
                 out_of_slots = true;
                 work.no_slot(&source, destination, None);
                 continue;
             }
             let request = plan::copy_request(valid, owner, &source, source_region);
-            let answer = self.ctx.fsx.copy_backup(destination, &request).await;
+            let answer = self.ctx.fsx.copy_backup(dest, &request).await;
             match &answer {
                 Ok(copy) => {
                     tracing::info!(copy = %owner.name, source = %source, destination_backup = %copy.id, "copy started");
@@ -440,36 +496,37 @@ impl<F: FsxApi> CopyReconciler<F> {
             let slots_full = matches!(answer, Err(FsxError::CopySlotsFull { .. }));
             let refused = matches!(answer, Err(FsxError::UserAction { .. }));
             if !work.started(now, valid, &source, source_region, answer) {
-                self.shared
-                    .wake_all(slots.release(destination, key, &source));
+                self.shared.wake_all(slots.release(&pool, key, &source));
             }
             out_of_slots |= slots_full;
             if refused {
                 break;
             }
         }
-        slots.report_queue(destination, key, work.queued().len());
+        slots.report_queue(&pool, key, work.queued().len());
         if out_of_slots {
             work.out_of_slots(destination, slots.limit());
         } else {
-            slots.done_waiting(destination, key);
+            slots.done_waiting(&pool, key);
         }
     }
 
     /// Deletes this object's copies that its retention no longer keeps; returns the next expiry.
+    #[allow(clippy::too_many_arguments)]
     async fn prune(
         &self,
         work: &mut Work,
+        dest: &Place,
         valid: &ValidCopy,
         policy: &retention::RetentionPolicy,
         owner: &Owner,
         now: Timestamp,
         check: &BrakeCheck,
     ) -> Option<Timestamp> {
-        let destination = &valid.destination_region;
+        let destination = &dest.region;
         let uid = owner.uid.as_str();
         let mut copies =
-            match in_destination(&self.ctx.fsx, destination, &work.status.source_targets).await {
+            match in_destination(&self.ctx.fsx, dest, &work.status.source_targets).await {
                 Ok(copies) => copies,
                 Err(err) => {
                     work.error(&err);
@@ -477,7 +534,7 @@ impl<F: FsxApi> CopyReconciler<F> {
                     return Some(now);
                 }
             };
-        self.adopt_in(work, valid, owner, &mut copies).await;
+        self.adopt_in(work, valid, dest, owner, &mut copies).await;
         let plan = retention::plan(now, policy, &jiff::tz::TimeZone::UTC, &copies, uid);
         let mut deleted = Vec::new();
         if work.hold_deletions(destination, &plan, check) {
@@ -487,11 +544,7 @@ impl<F: FsxApi> CopyReconciler<F> {
         for id in retention::deletions(&plan, &copies, uid) {
             deleted.push((
                 id.to_owned(),
-                self.ctx
-                    .fsx
-                    .delete_backup(destination, id)
-                    .await
-                    .map(|_| ()),
+                self.ctx.fsx.delete_backup(dest, id).await.map(|_| ()),
             ));
         }
         work.pruned(now, destination, &plan, &copies, &deleted)
@@ -503,7 +556,7 @@ impl<F: FsxApi> CopyReconciler<F> {
 /// (no copy of it made there yet): that is an empty list here, not an error.
 pub async fn in_destination<F: FsxApi>(
     fsx: &F,
-    region: &str,
+    region: &Place,
     targets: &[String],
 ) -> Result<Vec<Backup>, FsxError> {
     let mut backups: Vec<Backup> = Vec::new();

@@ -18,7 +18,7 @@ use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
-use crate::fsx::{BackupTarget, FsxApi, FsxError};
+use crate::fsx::{BackupTarget, FsxApi, FsxError, Place};
 use crate::retention;
 use crate::validate::schedule::{target_ids, validate};
 use crate::validate::{Targets, ValidSchedule};
@@ -71,16 +71,23 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             .get(RUN_NOW_ANNOTATION)
             .map(String::as_str);
 
+        let key = ObjectKey::of(object);
+        let at = ctx
+            .place(object.spec.account.as_deref(), &key, &valid.region)
+            .await?;
         let mut work = Work::start(object.status.as_ref(), object.metadata.generation);
+        if let Err(err) = ctx.fsx.assume(&at).await {
+            return Ok(work.lookup_failed(pace, &err));
+        }
         let new_run = work.runs(now, &valid);
         if work.needs_targets(new_run) {
-            match self.select(&valid).await {
+            match self.select(&valid, &at).await {
                 Ok(selected) => work.select(&selected),
                 Err(err) => return Ok(work.lookup_failed(pace, &err)),
             }
         }
         for create in work.creates(now, &valid, &owner, run_now) {
-            let answer = ctx.fsx.create_backup(&valid.region, &create.request).await;
+            let answer = ctx.fsx.create_backup(&at, &create.request).await;
             match &answer {
                 Ok(backup) => {
                     tracing::info!(schedule = %owner.name, target = %create.target_id, backup = %backup.id, "backup created");
@@ -95,13 +102,11 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         for target in work.misses_to_verify() {
             let listed = ctx
                 .fsx
-                .describe_backups_of(&valid.region, &BackupTarget::from_id(&target))
+                .describe_backups_of(&at, &BackupTarget::from_id(&target))
                 .await;
             work.count_misses(&target, &owner.uid, &listed);
         }
-        let found = self
-            .poll(&mut work, &valid, &ObjectKey::of(object), now)
-            .await;
+        let found = self.poll(&mut work, &at, &key, now).await;
         work.settle(now, &valid, &owner.uid, found.as_ref());
         let check = BrakeCheck::of(
             ctx.settings.deletion_brake,
@@ -109,7 +114,7 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             object,
         );
         for target in work.retention_targets(now) {
-            self.prune(&mut work, &valid, &owner, &target, now, &check)
+            self.prune(&mut work, &valid, &at, &owner, &target, now, &check)
                 .await;
         }
         Ok(work.finish(now, &valid, pace))
@@ -133,15 +138,22 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             .clone()
             .or_else(|| ctx.settings.default_region.clone())
             .ok_or_else(|| Error::CleanupPending("no Region to clean up in".into()))?;
+        let at = ctx
+            .place(
+                object.spec.account.as_deref(),
+                &ObjectKey::of(object),
+                &region,
+            )
+            .await?;
         let mut backups = Vec::new();
         for id in ids {
             backups.extend(
                 ctx.fsx
-                    .describe_backups_of(&region, &BackupTarget::from_id(id))
+                    .describe_backups_of(&at, &BackupTarget::from_id(id))
                     .await?,
             );
         }
-        cleanup::delete_owned(ctx, object, &region, &backups, "BackupsDeleted", "backups").await
+        cleanup::delete_owned(ctx, object, &at, &backups, "BackupsDeleted", "backups").await
     }
 
     fn context(&self) -> &Context<F> {
@@ -151,10 +163,10 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
 
 impl<F: FsxApi> ScheduleReconciler<F> {
     /// The targets of this run: fixed ids, or the file systems the selector matches now.
-    async fn select(&self, valid: &ValidSchedule) -> Result<Vec<Selected>, FsxError> {
+    async fn select(&self, valid: &ValidSchedule, at: &Place) -> Result<Vec<Selected>, FsxError> {
         let file_systems = match &valid.targets {
             Targets::Ids(_) => Vec::new(),
-            Targets::Selector { .. } => self.ctx.fsx.describe_file_systems(&valid.region).await?,
+            Targets::Selector { .. } => self.ctx.fsx.describe_file_systems(at).await?,
         };
         Ok(plan::select_file_systems(&valid.targets, file_systems))
     }
@@ -163,7 +175,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
     async fn poll(
         &self,
         work: &mut Work,
-        valid: &ValidSchedule,
+        at: &Place,
         key: &ObjectKey,
         now: Timestamp,
     ) -> Option<crate::fsx::BackupsById> {
@@ -171,12 +183,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         if in_flight.is_empty() || !self.ctx.poll_due(key, now) {
             return None;
         }
-        match self
-            .ctx
-            .fsx
-            .describe_backups_by_ids(&valid.region, &in_flight)
-            .await
-        {
+        match self.ctx.fsx.describe_backups_by_ids(at, &in_flight).await {
             Ok(found) => Some(found),
             Err(err) => {
                 work.transient(&err);
@@ -187,10 +194,12 @@ impl<F: FsxApi> ScheduleReconciler<F> {
 
     /// Lists the target's backups, adopts this name's orphans, deletes what
     /// retention does not keep, and records what is kept.
+    #[allow(clippy::too_many_arguments)]
     async fn prune(
         &self,
         work: &mut Work,
         valid: &ValidSchedule,
+        at: &Place,
         owner: &Owner,
         target: &str,
         now: Timestamp,
@@ -199,21 +208,13 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         let fsx = &self.ctx.fsx;
         let uid = owner.uid.as_str();
         let mut backups = match fsx
-            .describe_backups_of(&valid.region, &BackupTarget::from_id(target))
+            .describe_backups_of(at, &BackupTarget::from_id(target))
             .await
         {
             Ok(backups) => backups,
             Err(err) => return work.listing_failed(target, &err),
         };
-        let retagged = adopt::retag(
-            fsx,
-            &valid.region,
-            &mut backups,
-            owner,
-            plan::KIND,
-            valid.adoption,
-        )
-        .await;
+        let retagged = adopt::retag(fsx, at, &mut backups, owner, plan::KIND, valid.adoption).await;
         work.effects
             .extend(retagged.effects(Counter::BackupsAdopted, plan::KIND, target));
         if retagged.any_adopted() {
@@ -226,7 +227,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
             return work.pruned(target, &plan, &deleted);
         }
         for id in retention::deletions(&plan, &backups, uid) {
-            let answer = fsx.delete_backup(&valid.region, id).await.map(|_| ());
+            let answer = fsx.delete_backup(at, id).await.map(|_| ());
             match &answer {
                 Ok(()) => tracing::info!(target, backup = id, "backup pruned"),
                 Err(err) => tracing::info!(target, backup = id, error = %err, "prune deferred"),

@@ -95,6 +95,8 @@ impl Operator {
                 "us-east-1",
             ])
             .args(["--fsx-endpoint-url", config.fsx_endpoint])
+            // The emulator answers STS AssumeRole on the same port.
+            .args(["--sts-endpoint-url", config.fsx_endpoint])
             .args(["--poll-interval", "1s", "--retry-interval", "1s"])
             .args(["--metrics-address", "127.0.0.1:0"])
             .arg("--test-clock-offset-file")
@@ -223,6 +225,7 @@ pub fn install_crds() {
             "--timeout=60s",
             "crd/fsxbackupschedules.fsxbackup.io",
             "crd/fsxbackupcopies.fsxbackup.io",
+            "crd/fsxbackupaccounts.fsxbackup.io",
         ]);
         assert!(
             output.status.success(),

@@ -16,7 +16,7 @@ impl Work {
                 self.effects.push(Effect::event(
                     true,
                     Reason::UserAction(*reason).as_str(),
-                    "DescribeFileSystems",
+                    err.operation(),
                     text.clone(),
                 ));
             }
