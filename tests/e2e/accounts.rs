@@ -384,6 +384,18 @@ async fn copy_slots_are_per_account_and_a_copy_never_crosses_accounts() {
         world.create_copy("a1", copy(&account_a, &a1)).await;
         world.create_copy("b1", copy(&account_b, &b1)).await;
         // Account B's only slot is its own: both copy at once.
+        let copying = |account: &str| {
+            emulator
+                .state_of(account)
+                .regions
+                .get(DESTINATION)
+                .is_some_and(|r| r.backups.iter().any(|b| b.lifecycle == BackupLifecycle::Copying))
+        };
+        eventually("a copy in progress in both accounts at once", WAIT, || {
+            let both = copying(ACCOUNT_A) && copying(ACCOUNT_B);
+            async move { both.then_some(()) }
+        })
+        .await;
         for name in ["a1", "b1"] {
             world.until_copy(name, "copying", |o| copy_condition(o, "Reconciling") == Some(("True".into(), "Copying".into()))).await;
         }

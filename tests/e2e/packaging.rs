@@ -1380,6 +1380,7 @@ fn helm_install_with_defaults_creates_exactly_the_expected_objects() {
     let name = release.fullname();
     let lease_role = format!("{name}-leader-election");
     let identity_role = format!("{name}-cluster-identity");
+    let accounts_role = format!("{name}-accounts");
     let expected = BTreeSet::from([
         id("ServiceAccount", ns, &name),
         id("Service", ns, &name),
@@ -1388,17 +1389,21 @@ fn helm_install_with_defaults_creates_exactly_the_expected_objects() {
         id("ClusterRoleBinding", "", &name),
         id("ClusterRole", "", &identity_role),
         id("ClusterRoleBinding", "", &identity_role),
+        id("ClusterRole", "", &accounts_role),
+        id("ClusterRoleBinding", "", &accounts_role),
         id("Role", ns, &lease_role),
         id("RoleBinding", ns, &lease_role),
     ]);
     assert_eq!(manifest_of(&release), expected);
     assert_eq!(objects_of(&release, CORE_KINDS), expected);
     release.uninstall();
-    let left = kubectl(&["get", "clusterrole,clusterrolebinding", &name]);
-    assert!(
-        !left.status.success(),
-        "cluster-scoped objects left after uninstall"
-    );
+    for cluster_scoped in [&name, &accounts_role] {
+        let left = kubectl(&["get", "clusterrole,clusterrolebinding", cluster_scoped]);
+        assert!(
+            !left.status.success(),
+            "cluster-scoped objects left after uninstall"
+        );
+    }
 }
 
 #[test]
@@ -1414,10 +1419,13 @@ fn helm_install_with_every_feature_creates_exactly_the_expected_objects() {
     let release = Release::install("all", ns, &values);
     let name = release.fullname();
     let lease_role = format!("{name}-leader-election");
+    let accounts_role = format!("{name}-accounts");
     let mut expected = BTreeSet::from([
         id("ServiceAccount", ns, &name),
         id("Service", ns, &name),
         id("Deployment", ns, &name),
+        id("ClusterRole", "", &accounts_role),
+        id("ClusterRoleBinding", "", &accounts_role),
         id("PodDisruptionBudget", ns, &name),
         id("ServiceMonitor", ns, &name),
         id("PrometheusRule", ns, &name),
