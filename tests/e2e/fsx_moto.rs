@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_fsx::types::{CreateFileSystemWindowsConfiguration, FileSystemType};
 use fsx_backup_operator::fsx::{
     AwsFsx, AwsFsxConfig, BackupTarget, CreateBackupRequest, Deleted, FsxApi, Lifecycle, Place,
+    Role,
 };
 
 const REGION: &str = "us-east-1";
@@ -161,4 +162,67 @@ async fn create_describe_tag_delete_against_moto() {
             .all(|b| b.id != backup.id || b.lifecycle == Lifecycle::Deleted),
         "{after:?}"
     );
+}
+
+/// The assumed-role path against moto's STS and FSx: the session's credentials
+/// are the ones FSx calls carry (moto keeps each account's FSx apart and maps
+/// AssumeRole credentials to the role's account), checked by someone else's server.
+#[tokio::test]
+async fn assumed_role_calls_land_in_the_roles_account_on_moto() {
+    let moto = crate::support::Moto::start().await;
+    let sdk = crate::support::aws_sdk_config(REGION).await;
+    let raw = aws_sdk_fsx::Client::from_conf(
+        aws_sdk_fsx::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    );
+    let own_fs = raw
+        .create_file_system()
+        .file_system_type(FileSystemType::Windows)
+        .storage_capacity(32)
+        .subnet_ids("subnet-0123456789abcdef0")
+        .windows_configuration(
+            CreateFileSystemWindowsConfiguration::builder()
+                .throughput_capacity(8)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto CreateFileSystem")
+        .file_system()
+        .and_then(|f| f.file_system_id())
+        .expect("fs id")
+        .to_owned();
+    let fsx = AwsFsx::new(
+        sdk,
+        AwsFsxConfig {
+            endpoint_url: Some(moto.endpoint.clone()),
+            sts_endpoint_url: Some(moto.endpoint.clone()),
+            max_attempts: 1,
+            ..AwsFsxConfig::default()
+        },
+    );
+    let role = Role {
+        account_name: "team-a".into(),
+        arn: "arn:aws:iam::222222222222:role/fsx-backup-account".into(),
+        account_id: "222222222222".into(),
+        external_id: Some("team-a-ext".into()),
+        session_name: "team-a.nightly".into(),
+        session_duration: std::time::Duration::from_hours(1),
+    };
+    let there = Place::new(REGION, Some(std::sync::Arc::new(role)));
+    fsx.assume(&there).await.expect("moto AssumeRole");
+    let in_role_account = fsx
+        .describe_file_systems(&there)
+        .await
+        .expect("DescribeFileSystems as the role");
+    assert!(
+        in_role_account.iter().all(|f| f.id != own_fs),
+        "the role's account does not see the operator account's file system: {in_role_account:?}"
+    );
+    let own = fsx
+        .describe_file_systems(&Place::own(REGION))
+        .await
+        .expect("DescribeFileSystems as the operator");
+    assert!(own.iter().any(|f| f.id == own_fs), "{own:?}");
 }
