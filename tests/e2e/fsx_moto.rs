@@ -166,7 +166,7 @@ async fn create_describe_tag_delete_against_moto() {
 
 /// The assumed-role path against moto's STS and FSx: the session's credentials
 /// are the ones FSx calls carry (moto keeps each account's FSx apart and maps
-/// AssumeRole credentials to the role's account), checked by someone else's server.
+/// `AssumeRole` credentials to the role's account), checked by someone else's server.
 #[tokio::test]
 async fn assumed_role_calls_land_in_the_roles_account_on_moto() {
     let moto = crate::support::Moto::start().await;
