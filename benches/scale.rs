@@ -85,19 +85,101 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Status writes (patches of `/status`) of schedules recorded in the audit log.
-fn status_writes(audit_log: &std::path::Path, namespace: &str) -> usize {
-    std::fs::read_to_string(audit_log)
+/// Requests to the apiserver in `namespace` recorded in the audit log, by
+/// `verb resource[/subresource]` (e.g. `patch fsxbackupschedules/status`).
+fn apiserver_requests(audit_log: &std::path::Path, namespace: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    let text = std::fs::read_to_string(audit_log).unwrap_or_default();
+    let quoted = format!(r#""namespace":"{namespace}""#);
+    for line in text.lines().filter(|l| l.contains(&quoted)) {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let object = &event["objectRef"];
+        let mut key = format!(
+            "{} {}",
+            event["verb"].as_str().unwrap_or_default(),
+            object["resource"].as_str().unwrap_or_default()
+        );
+        if let Some(sub) = object["subresource"].as_str() {
+            key.push('/');
+            key.push_str(sub);
+        }
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+/// The apiserver's port, from the kubeconfig's `server:` URL.
+fn apiserver_port() -> u16 {
+    std::fs::read_to_string(&support::control_plane().kubeconfig)
         .unwrap_or_default()
         .lines()
-        .filter(|l| {
-            l.contains(r#""subresource":"status""#)
-                && l.contains(r#""resource":"fsxbackupschedules""#)
-                && l.contains(&format!(r#""namespace":"{namespace}""#))
-                && (l.contains(r#""verb":"patch""#) || l.contains(r#""verb":"update""#))
-                && l.contains(r#""stage":"ResponseComplete""#)
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .and_then(|url| {
+            url.trim()
+                .rsplit(':')
+                .next()?
+                .trim_end_matches('/')
+                .parse()
+                .ok()
         })
-        .count()
+        .unwrap_or(0)
+}
+
+/// `after - before`, per key.
+fn difference(
+    after: &BTreeMap<String, usize>,
+    before: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Open TCP connections of `pid`, by remote port (from `/proc/PID/fd` and `/proc/PID/net/tcp`).
+fn sockets_by_remote_port(pid: u32) -> BTreeMap<u16, usize> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|target| {
+                    let text = target.to_string_lossy().into_owned();
+                    text.strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = BTreeMap::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // remote address is field 2 (hex ip:port), state field 3 (01: established), inode field 9
+            let (Some(remote), Some(state), Some(inode)) =
+                (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state != "01" || !inodes.contains(*inode) {
+                continue;
+            }
+            if let Some(port) = remote
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                *ports.entry(port).or_default() += 1;
+            }
+        }
+    }
+    ports
 }
 
 fn ready(object: &FsxBackupSchedule) -> bool {
@@ -287,7 +369,34 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
 
     // 2. Two runs, all objects due at once; the second prunes the first run's backups.
     let seq0 = emulator.requests().last().map_or(0, |r| r.seq);
-    let writes0 = status_writes(audit_log, &namespace);
+    let requests0 = apiserver_requests(audit_log, &namespace);
+    let apiserver_port = apiserver_port();
+    let emulator_port: u16 = run
+        .endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(0);
+    let idle_sockets = sockets_by_remote_port(pid);
+    let sockets_of = move |ports: &BTreeMap<u16, usize>| {
+        (
+            ports.get(&apiserver_port).copied().unwrap_or(0),
+            ports.get(&emulator_port).copied().unwrap_or(0),
+        )
+    };
+    let peak_sockets = std::sync::Arc::new(std::sync::Mutex::new(sockets_of(&idle_sockets)));
+    let sampler = {
+        let peak = peak_sockets.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = sockets_of(&sockets_by_remote_port(pid));
+                if let Ok(mut peak) = peak.lock() {
+                    *peak = (peak.0.max(now.0), peak.1.max(now.1));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
     let cpu0 = cpu_seconds(pid);
     let reconciles0 = metric(
         port,
@@ -326,9 +435,32 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
     for r in emulator.requests().iter().filter(|r| r.seq > seq0) {
         *calls.entry(r.operation.clone()).or_default() += 1;
     }
-    let writes = status_writes(audit_log, &namespace) - writes0;
+    sampler.abort();
+    let requests = difference(&apiserver_requests(audit_log, &namespace), &requests0);
     #[allow(clippy::cast_precision_loss)]
     let per_object_run = |x: usize| x as f64 / (2.0 * n as f64);
+    let writes = requests
+        .get("patch fsxbackupschedules/status")
+        .copied()
+        .unwrap_or(0);
+    let events = requests.get("create events").copied().unwrap_or(0);
+    let gets = requests.get("get fsxbackupschedules").copied().unwrap_or(0);
+    // CreateBackup calls whose idempotency token was already sent: replays.
+    let mut tokens = std::collections::HashSet::new();
+    let replays = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.seq > seq0 && r.operation == "CreateBackup")
+        .filter(|r| {
+            !r.client_request_token
+                .as_ref()
+                .is_some_and(|t| tokens.insert(t.clone()))
+        })
+        .count();
+    let (sockets_idle, peak) = (
+        sockets_of(&idle_sockets),
+        *peak_sockets.lock().expect("peak sockets"),
+    );
     let (_, peak_rss) = memory_mib(pid);
     drop(operator);
 
@@ -377,6 +509,15 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
         "fsx_calls_per_object_per_run": per_object_run(fsx_per_backup),
         "fsx_floor_per_object_per_run": 2.0,
         "status_writes_per_object_per_run": per_object_run(writes),
+        "events_per_object_per_run": per_object_run(events),
+        "schedule_gets_per_object_per_run": per_object_run(gets),
+        "create_backup_replays_in_two_runs": replays,
+        "apiserver_requests_in_two_runs": requests,
+        "apiserver_requests_per_object_per_run": requests.iter().map(|(k, v)| (k.clone(), per_object_run(*v))).collect::<BTreeMap<_, _>>(),
+        "sockets": {
+            "apiserver_idle": sockets_idle.0, "apiserver_peak": peak.0,
+            "fsx_idle": sockets_idle.1, "fsx_peak": peak.1,
+        },
     });
     eprintln!("bench: N={n} done");
     result
@@ -409,7 +550,7 @@ fn machine() -> Value {
 
 fn table(results: &[Value]) -> String {
     let mut out = String::from(
-        "| N | ready (s) | RSS steady / peak (MiB) | CPU s / 1000 reconciles | idle CPU | lateness p50 / p99 / max (s), no limit | at 10 rps | FSx calls / object / run (floor 2) | status writes / object / run |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| N | ready (s) | RSS steady / peak (MiB) | CPU s / 1000 reconciles | idle CPU | lateness p50 / p99 / max (s), no limit | at 10 rps | FSx calls / object / run (floor 2) | CreateBackup replays | status writes / object / run | Events / object / run | GETs / object / run | sockets apiserver / FSx (idle, peak) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let f = |v: &Value| {
@@ -423,7 +564,7 @@ fn table(results: &[Value]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} / {} | {} | {}% | {} / {} / {} | {} / {} / {} | {} | {} |",
+            "| {} | {} | {} / {} | {} | {}% | {} / {} / {} | {} / {} / {} | {} | {} | {} | {} | {} | {}, {} / {}, {} |",
             r["objects"],
             f(&r["start_to_all_ready_seconds"]),
             f(&r["rss_mib"]["steady_after_ready"]),
@@ -439,7 +580,14 @@ fn table(results: &[Value]) -> String {
             f(&r["lateness_seconds_10_rps"]["p99"]),
             f(&r["lateness_seconds_10_rps"]["max"]),
             f(&r["fsx_calls_per_object_per_run"]),
+            r["create_backup_replays_in_two_runs"],
             f(&r["status_writes_per_object_per_run"]),
+            f(&r["events_per_object_per_run"]),
+            f(&r["schedule_gets_per_object_per_run"]),
+            r["sockets"]["apiserver_idle"],
+            r["sockets"]["apiserver_peak"],
+            r["sockets"]["fsx_idle"],
+            r["sockets"]["fsx_peak"],
         );
     }
     out

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod fsx;
 pub mod http;
 pub mod identity;
+pub mod kube_client;
 pub mod leader;
 pub mod manager;
 pub mod metrics;

@@ -23,6 +23,7 @@ use crate::duration::parse_duration;
 use crate::fsx::{AwsFsx, AwsFsxConfig, MeteredFsx};
 use crate::http::{self, Readiness};
 use crate::identity;
+use crate::kube_client;
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -50,6 +51,10 @@ pub struct Options {
     /// Client-side limit on FSx requests per second per account and Region; 0 turns it off.
     #[arg(long, env = "FSXBO_AWS_REQUESTS_PER_SECOND", default_value_t = 10.0, value_parser = rate_arg)]
     pub aws_requests_per_second: f64,
+    /// FSx calls in flight at once per account and Region (calls beyond it wait):
+    /// bounds the connections to each FSx endpoint.
+    #[arg(long, env = "FSXBO_AWS_MAX_IN_FLIGHT", default_value_t = crate::fsx::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub aws_max_in_flight: u16,
     /// Burst allowed above the request rate.
     #[arg(long, env = "FSXBO_AWS_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub aws_burst: u32,
@@ -286,38 +291,19 @@ pub async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Longest wait for one Kubernetes API answer outside watches: a hung link fails
-/// the reconcile (retried with backoff) instead of holding it forever.
-pub const KUBE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The default of `--kube-max-in-flight`.
 pub const DEFAULT_KUBE_MAX_IN_FLIGHT: u16 = 128;
 
-/// Two clients on the same credentials: one for watches (long reads, guarded by
-/// the watcher's own idle timeout) and one for every other call, with timeouts
-/// and at most `max_in_flight` calls at once.
+/// Two clients on the same credentials, each over one HTTP/2 connection: one
+/// for watches, one for every other call (timed out, at most `max_in_flight`).
 async fn kube_clients(max_in_flight: u16) -> Result<(kube::Client, kube::Client), String> {
     let config = kube::Config::infer()
         .await
         .map_err(|err| format!("cannot find a Kubernetes configuration: {err}"))?;
-    let mut calls = config.clone();
-    calls.read_timeout = Some(KUBE_CALL_TIMEOUT);
-    calls.write_timeout = Some(KUBE_CALL_TIMEOUT);
-    // Count from the request, not from when a pooled connection went idle.
-    calls.reset_reader_on_write = true;
-    let cannot = |err: kube::Error| format!("cannot build a Kubernetes client: {err}");
-    let watches = kube::Client::try_from(config).map_err(cannot)?;
-    let calls = if max_in_flight == 0 {
-        kube::Client::try_from(calls).map_err(cannot)?
-    } else {
-        kube::client::ClientBuilder::try_from(calls)
-            .map_err(cannot)?
-            .with_layer(&tower::limit::ConcurrencyLimitLayer::new(usize::from(
-                max_in_flight,
-            )))
-            .build()
-    };
-    Ok((watches, calls))
+    Ok((
+        kube_client::build(&config, kube_client::Use::Watches)?,
+        kube_client::build(&config, kube_client::Use::Calls { max_in_flight })?,
+    ))
 }
 
 /// Where the Lease lives when leader election is on (`None` when it is off).
@@ -371,6 +357,7 @@ async fn context(
             AwsFsxConfig {
                 endpoint_url: options.fsx_endpoint_url.clone(),
                 sts_endpoint_url: options.sts_endpoint_url.clone(),
+                max_in_flight: usize::from(options.aws_max_in_flight),
                 requests_per_second: (options.aws_requests_per_second > 0.0)
                     .then_some(options.aws_requests_per_second),
                 burst: options.aws_burst,

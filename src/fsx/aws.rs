@@ -34,6 +34,9 @@ macro_rules! send {
     };
 }
 
+/// The default of [`AwsFsxConfig::max_in_flight`] (and `--aws-max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: u16 = 32;
+
 /// FSx accepts at most this many ids in one `DescribeBackups` call.
 const MAX_IDS_PER_DESCRIBE: usize = 50;
 
@@ -47,6 +50,10 @@ pub struct AwsFsxConfig {
     pub initial_backoff: Duration,
     /// Overrides the STS endpoint for `AssumeRole` (flag `--sts-endpoint` or `AWS_ENDPOINT_URL_STS`).
     pub sts_endpoint_url: Option<String>,
+    /// Calls in flight at once per account and Region; calls beyond it wait. Bounds
+    /// the connections to each FSx endpoint (one per call in flight) however
+    /// many objects are due at the same instant.
+    pub max_in_flight: usize,
     /// Client-side limit per account and Region, requests per second; `None` turns it off.
     pub requests_per_second: Option<f64>,
     pub burst: u32,
@@ -64,6 +71,7 @@ impl Default for AwsFsxConfig {
         Self {
             endpoint_url: None,
             sts_endpoint_url: None,
+            max_in_flight: usize::from(DEFAULT_MAX_IN_FLIGHT),
             max_attempts: 5,
             initial_backoff: Duration::from_millis(200),
             requests_per_second: Some(10.0),
@@ -89,9 +97,19 @@ pub struct AwsFsx {
 struct RegionClient {
     client: aws_sdk_fsx::Client,
     limiter: Option<Arc<TokenBucket>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl RegionClient {
+    /// A place among the calls in flight, held for a whole operation (all its pages).
+    async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
     /// The client, once the Region's rate limit allows one more request.
     async fn ready(&self) -> &aws_sdk_fsx::Client {
         if let Some(limiter) = &self.limiter {
@@ -162,6 +180,9 @@ impl AwsFsx {
                         .config
                         .requests_per_second
                         .map(|rate| Arc::new(TokenBucket::new(rate, self.config.burst))),
+                    in_flight: Arc::new(tokio::sync::Semaphore::new(
+                        self.config.max_in_flight.max(1),
+                    )),
                 }
             })
             .clone()
@@ -182,6 +203,7 @@ impl AwsFsx {
         >,
     > {
         let rc = self.region(at);
+        let _in_flight = rc.slot().await;
         let mut found = BTreeMap::new();
         let mut next_token: Option<String> = None;
         let mut seen_tokens = std::collections::HashSet::new();
@@ -222,6 +244,7 @@ impl FsxApi for AwsFsx {
         let where_ = at.to_string();
         let session = self.session(at).await?;
         let rc = self.region(at);
+        let _in_flight = rc.slot().await;
         let mut call = rc
             .ready()
             .await
@@ -298,6 +321,7 @@ impl FsxApi for AwsFsx {
     async fn delete_backup(&self, at: &Place, backup_id: &str) -> Result<Deleted, FsxError> {
         let session = self.session(at).await?;
         let rc = self.region(at);
+        let _in_flight = rc.slot().await;
         let call = rc.ready().await.delete_backup().backup_id(backup_id);
         match send!(call, session) {
             Ok(_) => Ok(Deleted::Now),
@@ -316,6 +340,7 @@ impl FsxApi for AwsFsx {
         let where_ = destination.to_string();
         let session = self.session(destination).await?;
         let rc = self.region(destination);
+        let _in_flight = rc.slot().await;
         let call = rc
             .ready()
             .await
@@ -337,6 +362,7 @@ impl FsxApi for AwsFsx {
         let where_ = at.to_string();
         let session = self.session(at).await?;
         let rc = self.region(at);
+        let _in_flight = rc.slot().await;
         let mut all = BTreeMap::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -397,6 +423,7 @@ impl FsxApi for AwsFsx {
     ) -> Result<(), FsxError> {
         let session = self.session(at).await?;
         let rc = self.region(at);
+        let _in_flight = rc.slot().await;
         let call = rc
             .ready()
             .await

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use aws::{AwsFsx, AwsFsxConfig};
+pub use aws::{AwsFsx, AwsFsxConfig, DEFAULT_MAX_IN_FLIGHT};
 pub use error::{FsxError, UserActionReason};
 pub use metered::MeteredFsx;
 pub use rate_limit::TokenBucket;
