@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use super::effects::{Effect, perform, publish_event};
+use super::effects::{Effect, fold_normal_events, perform, publish_event};
 use super::lenient::Lenient;
 use super::{Context, Error, FINALIZER, ObjectKey};
 use crate::conditions::{Health, Reason};
@@ -435,7 +435,8 @@ async fn record<F, K: ManagedObject>(
     let old = previous.map_or(&[][..], ObjectStatus::conditions);
     status.set_health(applied.health.conditions(old, generation, now), generation);
     ctx.write_status(api, object, previous, &status).await?;
-    perform(ctx, object, object.notifications(), applied.effects).await;
+    let effects = fold_normal_events(applied.effects);
+    perform(ctx, object, object.notifications(), effects).await;
     Ok(())
 }
 

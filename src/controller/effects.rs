@@ -156,6 +156,37 @@ impl Effect {
     }
 }
 
+/// At most one Normal event per reconcile: what one reconcile did (a backup
+/// AVAILABLE and the older one retention deleted) is one event, its notes
+/// joined in order, under the first one's reason. Warnings are never folded.
+pub fn fold_normal_events(effects: Vec<Effect>) -> Vec<Effect> {
+    let mut folded: Vec<Effect> = Vec::with_capacity(effects.len());
+    let mut normal: Option<usize> = None;
+    for effect in effects {
+        match (effect, normal) {
+            (
+                Effect::Event {
+                    warning: false,
+                    note,
+                    ..
+                },
+                Some(at),
+            ) => {
+                if let Effect::Event { note: first, .. } = &mut folded[at] {
+                    first.push_str("; ");
+                    first.push_str(&note);
+                }
+            }
+            (effect @ Effect::Event { warning: false, .. }, None) => {
+                normal = Some(folded.len());
+                folded.push(effect);
+            }
+            (other, _) => folded.push(other),
+        }
+    }
+    folded
+}
+
 /// Sends `effects` about `object`, in order. Never fails: an event or a notification
 /// that cannot be sent is logged (notifications publish in the background).
 pub async fn perform<F, K>(
@@ -381,5 +412,61 @@ pub async fn publish_event<F, K>(
     let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Err(err) = api.create(&PostParams::default(), &event).await {
         tracing::warn!(object = %object.name_any(), reason, error = %err, "could not publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(effects: &[Effect]) -> Vec<(bool, String, String)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event {
+                    warning,
+                    reason,
+                    note,
+                    ..
+                } => Some((*warning, reason.clone(), note.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_normal_event_per_reconcile_and_every_warning() {
+        let effects = vec![
+            Effect::event(
+                false,
+                "BackupAvailable",
+                "CreateBackup",
+                "b2 is AVAILABLE".into(),
+            ),
+            Effect::Count(Counter::BackupsDeleted, 1),
+            Effect::event(true, "BackupFailed", "CreateBackup", "b3 failed".into()),
+            Effect::event(false, "BackupPruned", "DeleteBackup", "b1 deleted".into()),
+            Effect::event(true, "MissedSchedule", "CreateBackup", "missed".into()),
+        ];
+        let folded = fold_normal_events(effects);
+        assert_eq!(
+            reasons(&folded),
+            [
+                (
+                    false,
+                    "BackupAvailable".into(),
+                    "b2 is AVAILABLE; b1 deleted".into()
+                ),
+                (true, "BackupFailed".into(), "b3 failed".into()),
+                (true, "MissedSchedule".into(), "missed".into()),
+            ]
+        );
+        // Everything else is kept, in order.
+        assert_eq!(folded.len(), 4);
+        assert!(matches!(
+            folded[1],
+            Effect::Count(Counter::BackupsDeleted, 1)
+        ));
+        assert!(fold_normal_events(Vec::new()).is_empty());
     }
 }

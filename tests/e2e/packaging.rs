@@ -1554,10 +1554,10 @@ async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_accou
             .await;
 
         // events.k8s.io Events were published as the ServiceAccount.
-        let reasons = events_with(&client, &namespace, "cycle", &[("BackupCreated", 1)]).await;
-        assert!(reasons.iter().any(|r| r == "BackupCreated"), "{reasons:?}");
-        let reasons = events_with(&client, &namespace, "cycle-dr", &[("CopyStarted", 1)]).await;
-        assert!(reasons.iter().any(|r| r == "CopyStarted"), "{reasons:?}");
+        let reasons = events_with(&client, &namespace, "cycle", &[("BackupAvailable", 1)]).await;
+        assert!(reasons.iter().any(|r| r == "BackupAvailable"), "{reasons:?}");
+        let reasons = events_with(&client, &namespace, "cycle-dr", &[("CopyCompleted", 1)]).await;
+        assert!(reasons.iter().any(|r| r == "CopyCompleted"), "{reasons:?}");
 
         // The Lease is held by this replica.
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> =

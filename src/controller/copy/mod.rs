@@ -495,7 +495,7 @@ impl<F: FsxApi> CopyReconciler<F> {
             }
             let slots_full = matches!(answer, Err(FsxError::CopySlotsFull { .. }));
             let refused = matches!(answer, Err(FsxError::UserAction { .. }));
-            if !work.started(now, valid, &source, source_region, answer) {
+            if !work.started(now, valid, &source, answer) {
                 self.shared.wake_all(slots.release(&pool, key, &source));
             }
             out_of_slots |= slots_full;

@@ -261,7 +261,11 @@ impl Work {
     /// True when it settled now.
     fn settle(&mut self, now: Timestamp, destination: &str, source: &str, copy: &Backup) -> bool {
         let entry = self.entry(source);
-        entry.progress_percent = copy.progress_percent;
+        // Progress is recorded with a lifecycle change only: one status write per
+        // poll of a long copy would be most of the apiserver's load.
+        if entry.lifecycle != copy.lifecycle.as_str() {
+            entry.progress_percent = copy.progress_percent;
+        }
         if copy.lifecycle == Lifecycle::Failed || copy.lifecycle == Lifecycle::Deleted {
             entry.message = copy
                 .failure_message
@@ -346,7 +350,6 @@ impl Work {
         now: Timestamp,
         valid: &ValidCopy,
         source: &str,
-        source_region: &str,
         answer: Result<Backup, FsxError>,
     ) -> bool {
         let destination = &valid.destination_region;
@@ -357,15 +360,9 @@ impl Work {
                 entry.start_time = Some(Time(now));
                 entry.message = None;
                 CopyPhase::Fsx(copy.lifecycle.clone()).set(entry);
-                self.effects.extend(Effect::done(
-                    Counter::CopiesStarted,
-                    "CopyStarted",
-                    "CopyBackup",
-                    format!(
-                        "copying {source} from {source_region} to {destination} as {}",
-                        copy.id
-                    ),
-                ));
+                // No event: a copy's one Normal event is when it is AVAILABLE
+                // (the status and `copies_started_total` show it started).
+                self.effects.push(Effect::Count(Counter::CopiesStarted, 1));
                 // A replayed token can answer with a copy that already finished.
                 !self.settle(now, destination, source, &copy)
             }

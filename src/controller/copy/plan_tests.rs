@@ -153,7 +153,6 @@ fn follow_mode_copies_in_flight_are_healthy_and_one_shot_ones_progress() {
             now,
             &valid,
             "backup-0000000a",
-            "us-east-1",
             Ok(backup(
                 "backup-c1",
                 Lifecycle::Copying,
@@ -198,7 +197,6 @@ fn a_replayed_copy_that_already_finished_settles_at_once_and_frees_its_slot() {
         now,
         &valid,
         "backup-0000000a",
-        "us-east-1",
         Ok(backup(
             "backup-c1",
             Lifecycle::Available,
@@ -248,7 +246,7 @@ fn a_full_destination_or_a_refusal_is_told_apart() {
         region: DESTINATION.into(),
         message: "5 in progress".into(),
     };
-    assert!(!work.started(now, &valid, "backup-0000000a", "us-east-1", Err(full)));
+    assert!(!work.started(now, &valid, "backup-0000000a", Err(full)));
     work.out_of_slots(DESTINATION, 5);
     let applied = finish(work, &valid, now);
     // Routine in follow mode: Ready, the wait in the reason.
@@ -265,7 +263,7 @@ fn a_full_destination_or_a_refusal_is_told_apart() {
         code: "InvalidDestinationKmsKey".into(),
         message: "bad key".into(),
     };
-    work.started(now, &valid, "backup-0000000a", "us-east-1", Err(denied));
+    work.started(now, &valid, "backup-0000000a", Err(denied));
     assert!(work.is_stalled());
     let applied = finish(work, &valid, now);
     assert!(
@@ -309,7 +307,6 @@ fn a_settled_source_is_never_copied_again_even_after_its_copy_is_pruned() {
         now,
         &valid,
         "backup-0000000a",
-        "us-east-1",
         Ok(backup(
             "backup-c1",
             Lifecycle::Copying,
@@ -400,7 +397,7 @@ fn a_source_pruned_before_its_slot_is_reported_once_and_never_retried() {
         code: "BackupNotFound".into(),
         message: "no such backup".into(),
     };
-    assert!(!work.started(now, &valid, "backup-0000000a", "us-east-1", Err(gone)));
+    assert!(!work.started(now, &valid, "backup-0000000a", Err(gone)));
     assert!(!work.is_stalled(), "follow mode carries on");
     let applied = finish(work, &valid, now);
     assert_eq!(

@@ -389,16 +389,9 @@ impl Work {
         };
         match answer {
             Ok(backup) => {
-                let run = create.run_now.as_ref().map_or_else(
-                    || format!("the run at {}", create.slot),
-                    |n| format!("run-now `{n}`"),
-                );
-                self.effects.extend(Effect::done(
-                    Counter::BackupsCreated,
-                    "BackupCreated",
-                    "CreateBackup",
-                    format!("backup {} of {} created for {run}", backup.id, target.id),
-                ));
+                // No event: a run's one Normal event is when its backup is
+                // AVAILABLE (the status and `backups_created_total` show it was made).
+                self.effects.push(Effect::Count(Counter::BackupsCreated, 1));
                 if create.run_now.is_none() {
                     target.last_scheduled_time = Some(Time(create.slot));
                     let offset = SignedDuration::try_from(valid.offset).unwrap_or_default();

@@ -279,6 +279,15 @@ pub fn condition_of(conditions: &[Condition], type_: &str) -> Option<(String, St
 
 /// Reasons of the events about `name`, oldest first.
 pub async fn events(client: &Client, namespace: &str, name: &str) -> Vec<String> {
+    event_notes(client, namespace, name)
+        .await
+        .into_iter()
+        .map(|(reason, _)| reason)
+        .collect()
+}
+
+/// `(reason, note)` of every event of `name`, oldest first.
+pub async fn event_notes(client: &Client, namespace: &str, name: &str) -> Vec<(String, String)> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
     let list = api.list(&ListParams::default()).await.expect("events");
     let mut items: Vec<_> = list
@@ -287,7 +296,10 @@ pub async fn events(client: &Client, namespace: &str, name: &str) -> Vec<String>
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect();
     items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-    items.into_iter().filter_map(|e| e.reason).collect()
+    items
+        .into_iter()
+        .filter_map(|e| Some((e.reason?, e.note.unwrap_or_default())))
+        .collect()
 }
 
 /// The event reasons of `name` once each of `expected` appears `count` times or

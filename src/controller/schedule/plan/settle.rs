@@ -173,8 +173,12 @@ impl Work {
 }
 
 pub(super) fn observe(last: &mut LastBackup, backup: &Backup) {
+    // Progress is recorded with a lifecycle change only: one status write per
+    // poll of a long backup would be most of the apiserver's load.
+    if last.lifecycle != backup.lifecycle.as_str() {
+        last.progress_percent = backup.progress_percent;
+    }
     backup.lifecycle.as_str().clone_into(&mut last.lifecycle);
-    last.progress_percent = backup.progress_percent;
     last.creation_time = backup.created_at.map(Time);
     if backup.lifecycle == Lifecycle::Failed {
         last.failure_message = Some(
@@ -273,5 +277,35 @@ fn backup_ref(
         creation_time: decision.created_at.map(Time),
         expires_at: expires_at.copied().map(Time),
         kept_by: kept_by.map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::backup;
+
+    #[test]
+    fn progress_is_recorded_with_a_lifecycle_change_only() {
+        let mut last = LastBackup::default();
+        let mut creating = backup("backup-1", Lifecycle::Creating, "2026-03-01T10:00:00Z");
+        creating.progress_percent = Some(0);
+        observe(&mut last, &creating);
+        assert_eq!(
+            (last.lifecycle.as_str(), last.progress_percent),
+            ("CREATING", Some(0))
+        );
+        // Polls of a backup still CREATING change nothing: no status write each poll.
+        creating.progress_percent = Some(60);
+        let before = last.clone();
+        observe(&mut last, &creating);
+        assert_eq!(last, before);
+        let mut done = backup("backup-1", Lifecycle::Available, "2026-03-01T10:00:00Z");
+        done.progress_percent = Some(100);
+        observe(&mut last, &done);
+        assert_eq!(
+            (last.lifecycle.as_str(), last.progress_percent),
+            ("AVAILABLE", Some(100))
+        );
     }
 }
