@@ -106,6 +106,11 @@ pub struct Applied<S> {
     pub health: Health,
     pub effects: Vec<Effect>,
     pub requeue: Duration,
+    /// The status is a checkpoint to make durable before going on (a run
+    /// recorded before it is asked of FSx): once written, the driver applies
+    /// again at once on the object as written, in the same reconcile, rather
+    /// than waiting for the watch to deliver its own write.
+    pub checkpoint: bool,
 }
 
 #[cfg(test)]
@@ -365,12 +370,27 @@ async fn reset_status<R: Reconciler>(
 }
 
 /// Validate, then apply and record; an invalid spec is recorded as `Stalled` and
-/// waits for the next spec change.
+/// waits for the next spec change. A checkpoint (see [`Applied::checkpoint`])
+/// is written and applied again at once, on the object as written.
 async fn apply<R: Reconciler>(
     reconciler: &R,
     api: &Api<Watched<R>>,
     object: &R::Object,
 ) -> Result<Action, Error> {
+    let (action, written) = apply_once(reconciler, api, object).await?;
+    match written {
+        Some(object) => Ok(apply_once(reconciler, api, &object).await?.0),
+        None => Ok(action),
+    }
+}
+
+/// One pass of [`apply`]: the action, and the object as written when the
+/// status was a checkpoint to go on from.
+async fn apply_once<R: Reconciler>(
+    reconciler: &R,
+    api: &Api<Watched<R>>,
+    object: &R::Object,
+) -> Result<(Action, Option<R::Object>), Error> {
     let ctx = reconciler.context();
     let now = ctx.clock.now();
     let previous = object.status();
@@ -393,8 +413,12 @@ async fn apply<R: Reconciler>(
             Action::await_change(),
         ),
     };
-    record(ctx, api, object, now, applied).await?;
-    Ok(action)
+    let checkpoint = applied.checkpoint;
+    let written = record(ctx, api, object, now, applied).await?;
+    let go_on = written
+        .filter(|_| checkpoint)
+        .and_then(|w| w.read().cloned());
+    Ok((action, go_on))
 }
 
 /// The status of an object whose spec is invalid, or whose account refuses it:
@@ -416,28 +440,29 @@ fn stalled<S: ObjectStatus>(previous: Option<&S>, reason: Reason, message: Strin
         health: Health::stalled(reason, message),
         effects,
         requeue: Duration::ZERO,
+        checkpoint: false,
     }
 }
 
 /// Writes the status with its health as conditions (only when it changed), then
 /// performs the effects that describe it: after the write, so a failed write that
-/// is retried does not report twice.
+/// is retried does not report twice. Returns the object as written, if it was.
 async fn record<F, K: ManagedObject>(
     ctx: &Context<F>,
     api: &Api<Lenient<K>>,
     object: &K,
     now: Timestamp,
     applied: Applied<K::Status>,
-) -> Result<(), Error> {
+) -> Result<Option<Lenient<K>>, Error> {
     let previous = object.status();
     let generation = object.meta().generation;
     let mut status = applied.status;
     let old = previous.map_or(&[][..], ObjectStatus::conditions);
     status.set_health(applied.health.conditions(old, generation, now), generation);
-    ctx.write_status(api, object, previous, &status).await?;
+    let written = ctx.write_status(api, object, previous, &status).await?;
     let effects = fold_normal_events(applied.effects);
     perform(ctx, object, object.notifications(), effects).await;
-    Ok(())
+    Ok(written)
 }
 
 #[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects

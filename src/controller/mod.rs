@@ -244,20 +244,21 @@ impl<F> Context<F> {
     }
 
     /// Applies `status` with server-side apply, only when it differs from the
-    /// object's current status (no writes, and so no GitOps diffs, when nothing changed).
+    /// object's current status (no writes, and so no GitOps diffs, when nothing
+    /// changed). Returns the object as written, when it was.
     pub async fn write_status<W, S>(
         &self,
         api: &Api<W>,
         object: &impl Resource<DynamicType = ()>,
         previous: Option<&S>,
         status: &S,
-    ) -> Result<(), Error>
+    ) -> Result<Option<W>, Error>
     where
         W: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + fmt::Debug,
         S: serde::Serialize + PartialEq,
     {
         if previous == Some(status) {
-            return Ok(());
+            return Ok(None);
         }
         let patch = serde_json::json!({
             "apiVersion": W::api_version(&()),
@@ -272,7 +273,7 @@ impl<F> Context<F> {
             )
             .await?;
         self.saw_version(&written);
-        Ok(())
+        Ok(Some(written))
     }
 
     fn saw_version<K: Resource<DynamicType = ()>>(&self, object: &K) {

@@ -49,6 +49,7 @@ impl Work {
             health,
             effects: self.effects,
             requeue,
+            checkpoint: false,
         }
     }
 

@@ -29,6 +29,7 @@ impl Work {
             health,
             effects: self.effects,
             requeue: pace.retry,
+            checkpoint: false,
         }
     }
 
@@ -61,6 +62,7 @@ impl Work {
             health,
             effects: self.effects,
             requeue,
+            checkpoint: self.recording.is_some(),
         }
     }
 
