@@ -289,7 +289,18 @@ async fn guarded<R: Reconciler>(
         match event {
             Finalizer::Apply(_) => apply(reconciler, api, object).await,
             Finalizer::Cleanup(_) => {
-                let note = reconciler.cleanup(object).await?;
+                let note = match reconciler.cleanup(object).await {
+                    Ok(note) => note,
+                    Err(Error::Refused(refused)) => {
+                        // The backups are kept (the finalizer stays): said on the object.
+                        let message = format!(
+                            "the backups cannot be deleted (deletionPolicy Delete): {refused}. Fix the account, or set deletionPolicy: Retain to let the object go"
+                        );
+                        publish_event(ctx, object, true, refused.reason().as_str(), "Delete", &message).await;
+                        return Err(Error::Refused(refused));
+                    }
+                    Err(err) => return Err(err),
+                };
                 perform(ctx, object, None, vec![note]).await;
                 ctx.forget(&ObjectKey::of(object));
                 Ok(Action::await_change())
@@ -415,9 +426,17 @@ async fn apply_once<R: Reconciler>(
     };
     let checkpoint = applied.checkpoint;
     let written = record(ctx, api, object, now, applied).await?;
+    // Not for an object being deleted meanwhile, nor one whose status cannot be
+    // read back: those go through the guards of a fresh reconcile.
     let go_on = written
-        .filter(|_| checkpoint)
-        .and_then(|w| w.read().cloned());
+        .filter(|w| checkpoint && w.meta().deletion_timestamp.is_none())
+        .and_then(|w| match w {
+            Lenient::Read {
+                object,
+                unreadable_status: None,
+            } => Some(object),
+            Lenient::Read { .. } | Lenient::Unreadable { .. } => None,
+        });
     Ok((action, go_on))
 }
 

@@ -163,29 +163,33 @@ pub fn fold_normal_events(effects: Vec<Effect>) -> Vec<Effect> {
     let mut folded: Vec<Effect> = Vec::with_capacity(effects.len());
     let mut normal: Option<usize> = None;
     for effect in effects {
-        match (effect, normal) {
-            (
-                Effect::Event {
-                    warning: false,
-                    note,
-                    ..
-                },
-                Some(at),
-            ) => {
-                if let Effect::Event { note: first, .. } = &mut folded[at] {
-                    first.push_str("; ");
-                    first.push_str(&note);
-                }
-            }
-            (effect @ Effect::Event { warning: false, .. }, None) => {
-                normal = Some(folded.len());
-                folded.push(effect);
-            }
-            (other, _) => folded.push(other),
+        if let (
+            Effect::Event {
+                warning: false,
+                note,
+                ..
+            },
+            Some(at),
+        ) = (&effect, normal)
+            && let Effect::Event { note: first, .. } = &mut folded[at]
+            && first.len() + 2 + note.len() <= MAX_FOLDED_NOTE
+        {
+            first.push_str("; ");
+            first.push_str(note);
+            continue;
         }
+        // The first Normal event, or one the folded note has no room for (an
+        // event's note is cut at 1,000 characters: nothing is lost).
+        if matches!(effect, Effect::Event { warning: false, .. }) {
+            normal = Some(folded.len());
+        }
+        folded.push(effect);
     }
     folded
 }
+
+/// Longest note a folded event grows to (events keep 1,000 characters).
+const MAX_FOLDED_NOTE: usize = 1_000;
 
 /// Sends `effects` about `object`, in order. Never fails: an event or a notification
 /// that cannot be sent is logged (notifications publish in the background).
@@ -468,5 +472,27 @@ mod tests {
             Effect::Count(Counter::BackupsDeleted, 1)
         ));
         assert!(fold_normal_events(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_folded_note_never_outgrows_an_event() {
+        let many: Vec<Effect> = (0..40)
+            .map(|i| {
+                Effect::event(
+                    false,
+                    "BackupPruned",
+                    "DeleteBackup",
+                    format!("backup backup-{i:017} of fs-0123456789abcdef0 deleted by retention"),
+                )
+            })
+            .collect();
+        let folded = reasons(&fold_normal_events(many));
+        assert!(folded.len() > 1, "split into several events");
+        assert!(folded.iter().all(|(_, _, note)| note.len() <= 1_000));
+        let kept: usize = folded
+            .iter()
+            .map(|(_, _, n)| n.matches("deleted by retention").count())
+            .sum();
+        assert_eq!(kept, 40, "every deletion is in some note");
     }
 }

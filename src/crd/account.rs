@@ -27,6 +27,7 @@ pub struct FsxBackupAccountSpec {
     /// The role the operator assumes, e.g. `arn:aws:iam::222222222222:role/fsx-backup`.
     /// Its trust policy must allow the operator's own role (deploy/account-trust-policy.json).
     #[schemars(regex(pattern = ROLE_ARN_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("roleArn cannot change: the objects using this account have backups in its account; create another FsxBackupAccount"))]
     pub role_arn: String,
     /// The `sts:ExternalId` the role's trust policy requires, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,9 +18,9 @@ pub const FILE_SYSTEM_ID_PATTERN: &str = r"^fs-[0-9a-f]{8,21}$";
 pub const VOLUME_ID_PATTERN: &str = r"^fsvol-[0-9a-f]{17,21}$";
 /// An FSx backup id.
 pub const BACKUP_ID_PATTERN: &str = r"^backup-[0-9a-f]{8,21}$";
-/// A duration such as `30s`, `10m`, `6h`, `7d`, `2w` or `1h30m`.
 /// A Kubernetes object name (DNS subdomain).
 pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+/// A duration such as `30s`, `10m`, `6h`, `7d`, `2w` or `1h30m`.
 pub const DURATION_PATTERN: &str = crate::duration::DURATION_PATTERN;
 /// FSx allows 50 tags per resource; the operator sets five of its own, and
 /// the cluster tag when there is room for it (`ownership::fit_tags`).

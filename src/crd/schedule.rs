@@ -30,6 +30,7 @@ use super::common::{
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.account) == has(oldSelf.account) && (!has(self.account) || self.account == oldSelf.account)").message("spec.account cannot change: backups stay in the account they were made in; delete the object (deletionPolicy Retain keeps them) and create it again with the new account"))]
 pub struct FsxBackupScheduleSpec {
     /// AWS Region of the targets (default: the operator's Region).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -145,8 +145,11 @@ impl AwsFsx {
             return Ok(None);
         };
         let credentials = self.sessions.credentials(role, at).await?;
+        // The session cache is `Sessions`: none in the SDK for these.
         Ok(Some(
-            aws_sdk_fsx::config::Builder::default().credentials_provider(credentials),
+            aws_sdk_fsx::config::Builder::default()
+                .credentials_provider(credentials)
+                .identity_cache(aws_sdk_fsx::config::IdentityCache::no_cache()),
         ))
     }
 

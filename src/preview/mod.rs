@@ -375,7 +375,6 @@ async fn read_live(
     }
 }
 
-/// `namespace/name` of kind `K` as it is in the cluster, if it exists.
 /// Where the object calls FSx in `region`, as the operator would decide: the
 /// role of its `spec.account` (assumed with the user's own credentials).
 async fn place<K: kube::Resource<DynamicType = ()>>(
@@ -396,6 +395,7 @@ async fn place<K: kube::Resource<DynamicType = ()>>(
     Ok(Place::new(region, role))
 }
 
+/// `namespace/name` of kind `K` as it is in the cluster, if it exists.
 async fn read<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, String>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>

@@ -243,6 +243,7 @@ async fn an_account_the_namespace_may_not_use_stalls_it_without_any_aws_call() {
             .put(&name, json!({"roleArn": role_arn(ACCOUNT_A), "allowedNamespaces": {"names": ["someone-else"]}}))
             .await;
         world.create("nightly", json!({"account": name, "target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *"})).await;
+        world.create("leaving", json!({"account": name, "target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *", "deletionPolicy": "Delete"})).await;
         world.create("ghost", json!({"account": format!("{namespace}-missing"), "target": {"fileSystemIds": [fs]}, "schedule": "0 3 * * *"})).await;
         let stalled = world
             .until("nightly", "Stalled AccountNotAllowed", |o| schedule_condition(o, "Stalled") == Some(("True".into(), "AccountNotAllowed".into())))
@@ -257,8 +258,31 @@ async fn an_account_the_namespace_may_not_use_stalls_it_without_any_aws_call() {
         world.api().patch("nightly", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("run-now");
         world.clock.set_now(world.clock.now() + SignedDuration::from_hours(25));
         tokio::time::sleep(Duration::from_secs(3)).await;
+        // Deleting an object with deletionPolicy Delete whose account refuses it:
+        // nothing deleted, nothing called, the finalizer stays, and it says why.
+        world.until("leaving", "Stalled", |o| schedule_condition(o, "Stalled").is_some_and(|(s, _)| s == "True")).await;
+        world.api().delete("leaving", &DeleteParams::default()).await.expect("delete");
+        eventually("the refused deletion reported", WAIT, || async {
+            let notes = crate::support::world::event_notes(&client, &namespace, "leaving").await;
+            notes
+                .into_iter()
+                .find(|(reason, note)| reason == "AccountNotAllowed" && note.contains("cannot be deleted"))
+        })
+        .await;
+        assert!(world.api().get_opt("leaving").await.expect("get").is_some(), "held by its finalizer");
         let requests = world.emulator.requests();
         assert!(requests.is_empty(), "no AWS call at all: {requests:?}");
+        // Neither an object's account nor an account's role can change under its backups.
+        let moved = json!({"spec": {"account": format!("{namespace}-elsewhere")}});
+        let refused = world.api().patch("nightly", &PatchParams::default(), &Patch::Merge(&moved)).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.to_string().contains("spec.account cannot change")),
+            "{refused:?}"
+        );
+        let accounts_api: Api<FsxBackupAccount> = Api::all(client.clone());
+        let rerole = json!({"spec": {"roleArn": role_arn(ACCOUNT_B)}});
+        let refused = accounts_api.patch(&name, &PatchParams::default(), &Patch::Merge(&rerole)).await;
+        assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("roleArn cannot change")), "{refused:?}");
 
         // The platform team allows the namespace: the object goes ahead at once
         // (the account is watched), through its role.
@@ -274,6 +298,11 @@ async fn an_account_the_namespace_may_not_use_stalls_it_without_any_aws_call() {
         })
         .await;
         assert!(world.emulator.requests().iter().all(|r| r.account.as_deref() == Some(ACCOUNT_A)));
+        // Allowed now: the held deletion goes through.
+        eventually("the deletion done", WAIT, || async {
+            world.api().get_opt("leaving").await.expect("get").is_none().then_some(())
+        })
+        .await;
     })
     .await;
 }

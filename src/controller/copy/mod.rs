@@ -163,6 +163,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
             work.error(&err);
             return Ok(work.finish(now, &valid, pace));
         }
+        let mut following = true;
         let source = match &valid.source {
             Source::Backup { id, region } => {
                 let source = dest.in_region(region);
@@ -175,12 +176,18 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
                 }
                 source
             }
-            Source::Schedule { name } => self
-                .follow(&mut work, &valid, object, &dest, name, now)
-                .await?
-                .unwrap_or_else(|| dest.clone()),
+            Source::Schedule { name } => {
+                let found = self
+                    .follow(&mut work, &valid, object, &dest, name, now)
+                    .await?;
+                // The schedule cannot be used (missing, invalid, its account
+                // refused): queued copies wait; none is asked of FSx without
+                // knowing where its source is.
+                following = found.is_some();
+                found.unwrap_or_else(|| dest.clone())
+            }
         };
-        let mut may_copy = true;
+        let mut may_copy = following;
         if work.never_copied() && !work.queued().is_empty() {
             may_copy = self
                 .look_in_destination(&mut work, &valid, &dest, &owner)
