@@ -38,16 +38,27 @@ pub enum Use {
 /// A client for `config`, over HTTP/2 when the apiserver offers it.
 pub fn build(config: &kube::Config, purpose: Use) -> Result<kube::Client, String> {
     let cannot = |err: &dyn std::fmt::Display| format!("cannot build a Kubernetes client: {err}");
+    if let Some(proxy) = &config.proxy_url {
+        // Refused rather than ignored: calls would bypass the proxy the
+        // kubeconfig asks for.
+        return Err(format!(
+            "the kubeconfig's proxy-url ({proxy}) is not supported; reach the apiserver directly"
+        ));
+    }
     let tls = config.rustls_client_config().map_err(|e| cannot(&e))?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls_pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| cannot(&format!("tls-server-name {name}: {e}")))?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = builder.enable_http1().enable_http2().wrap_connector(http);
     let hyper: HyperClient<_, Body> = HyperClient::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

@@ -188,3 +188,51 @@ where
     .await
     .expect("watch delivered the change in time")
 }
+
+/// The operator's own Kubernetes client (HTTP/2, `src/kube_client.rs`) against the
+/// real apiserver: it reads and watches, verifies the certificate against the
+/// kubeconfig's `tls-server-name` when one is set, and refuses a `proxy-url`
+/// it would otherwise bypass.
+#[tokio::test]
+async fn the_operators_client_honours_the_kubeconfigs_tls_settings() {
+    use fsx_backup_operator::kube_client::{Use, build};
+    use k8s_openapi::api::core::v1::Namespace;
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&crate::support::control_plane().kubeconfig)
+            .expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    let get = |config: kube::Config, purpose: Use| async move {
+        let client = build(&config, purpose).expect("client");
+        Api::<Namespace>::all(client).get("default").await
+    };
+    get(config.clone(), Use::Calls { max_in_flight: 4 })
+        .await
+        .expect("a call");
+    get(config.clone(), Use::Watches)
+        .await
+        .expect("a read on the watch client");
+    // A name the certificate carries (a SAN other than the URL's 127.0.0.1).
+    let mut named = config.clone();
+    named.tls_server_name = Some("kubernetes.default.svc".into());
+    get(named, Use::Calls { max_in_flight: 0 })
+        .await
+        .expect("verified as kubernetes.default.svc");
+    // A name it does not carry: the TLS handshake fails, so the name was used.
+    let mut wrong = config.clone();
+    wrong.tls_server_name = Some("not-the-apiserver.example".into());
+    assert!(
+        get(wrong, Use::Calls { max_in_flight: 0 }).await.is_err(),
+        "a wrong name is refused"
+    );
+    let mut proxied = config;
+    proxied.proxy_url = Some("http://127.0.0.1:3128".parse().expect("uri"));
+    let Err(refused) = build(&proxied, Use::Watches) else {
+        panic!("a proxy-url is refused");
+    };
+    assert!(refused.contains("proxy-url"), "{refused}");
+}
