@@ -459,3 +459,47 @@ async fn following_a_schedule_with_no_backups_yet_is_ready() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn queued_copies_wait_while_their_schedule_cannot_be_used() {
+    crate::support::with_namespace("fbc-broken", |client, namespace| async move {
+        let world = World::with_args(client, namespace, &["--copy-slots-per-region", "1"]).await;
+        world.emulator.set_timing(Timing { create_duration: Duration::ZERO, copy_duration: Duration::from_secs(3) });
+        let fs = world.file_system(FileSystemType::Windows);
+        let schedule = yearly_schedule(&world, "nightly", &fs).await;
+        seed_schedule_backups(&world, &fs, &schedule, 4);
+        world
+            .create_copy("dr", json!({"source": {"scheduleRef": {"name": "nightly"}}, "destinationRegion": DESTINATION}))
+            .await;
+        world
+            .until_copy("dr", "copies queued behind the one slot", |o| o.status.as_ref().and_then(|s| s.queued).is_some_and(|q| q >= 2))
+            .await;
+        // The schedule becomes unusable (a time zone that does not exist) while
+        // copies wait: the slot frees, and no copy may be asked for meanwhile,
+        // least of all from the wrong Region.
+        let broken = json!({"spec": {"timeZone": "Mars/Olympus_Mons"}});
+        world.api().patch("nightly", &PatchParams::default(), &Patch::Merge(&broken)).await.expect("break");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let wrong: Vec<_> = world
+            .emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation == "CopyBackup" && r.outcome != "ok")
+            .collect();
+        assert!(wrong.is_empty(), "no copy asked for while the schedule was unusable: {wrong:?}");
+        let gone: Vec<_> = world
+            .copies()
+            .get("dr")
+            .await
+            .expect("get")
+            .status
+            .map(|s| s.copies.into_iter().filter(|c| c.lifecycle == "SourceGone").collect())
+            .unwrap_or_default();
+        assert!(gone.is_empty(), "no source given up: {gone:?}");
+        // Fixed: every source is copied after all.
+        let fixed = json!({"spec": {"timeZone": null}});
+        world.api().patch("nightly", &PatchParams::default(), &Patch::Merge(&fixed)).await.expect("fix");
+        world.until_copy("dr", "all 4 copied", |o| available_copies(o) == 4).await;
+    })
+    .await;
+}
