@@ -21,6 +21,7 @@ use tokio::sync::OnceCell;
 
 use crate::conditions::Reason;
 use crate::controller::ObjectKey;
+use crate::controller::driver::wait_synced;
 use crate::crd::account::{AllowedNamespaces, FsxBackupAccount};
 use crate::duration::parse_duration;
 use crate::fsx::{MIN_SESSION, Role};
@@ -234,28 +235,13 @@ impl Accounts {
             .cache
             .get_or_init(|| async { start(self.client.clone()) })
             .await;
-        if !synced(store).await {
+        if !wait_synced(store, Some(CACHE_SYNC_TIMEOUT)).await {
             // Not synced yet (no RBAC, apiserver down): ask directly.
             let api: Api<FsxBackupAccount> = Api::all(self.client.clone());
             return Ok(api.get_opt(name).await?.map(Arc::new));
         }
         Ok(store.get(&reflector::ObjectRef::new(name)))
     }
-}
-
-/// Waits up to [`CACHE_SYNC_TIMEOUT`] for the cache's first full list. The
-/// store's readiness signal wakes only its latest waiter, and many reconciles
-/// wait at once at start-up: each waits in short rounds, polling it afresh.
-async fn synced(store: &Store<FsxBackupAccount>) -> bool {
-    let deadline = tokio::time::Instant::now() + CACHE_SYNC_TIMEOUT;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(ready) =
-            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
-        {
-            return ready.is_ok();
-        }
-    }
-    false
 }
 
 /// Starts the cache of accounts; it lives as long as the process.

@@ -569,23 +569,34 @@ where
     K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
 {
     tokio::spawn(async move {
-        // The store's readiness signal wakes only its latest waiter (the controller's own),
-        // so wait in short rounds: each round polls it afresh.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    let n = synced.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
-                    return;
-                }
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "cache never synced");
-                    return;
-                }
-                Err(_) => {}
-            }
+        if wait_synced(&store, None).await {
+            let n = synced.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
+        } else {
+            tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "cache never synced");
         }
     });
+}
+
+/// Waits for `store`'s first full list, up to `limit` (`None`: for ever). The
+/// store's readiness signal wakes only its latest waiter, and many wait at once
+/// (the controller, `/readyz`, reconciles at start-up): each waits in short
+/// rounds, polling it afresh. False when the limit passes or the store's
+/// writer is gone.
+pub async fn wait_synced<K>(store: &Store<K>, limit: Option<Duration>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
+    while deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
+        if let Ok(ready) =
+            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
+        {
+            return ready.is_ok();
+        }
+    }
+    false
 }
 
 /// A stream that yields each time the watched value changes (the test clock moved).

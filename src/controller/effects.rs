@@ -172,7 +172,7 @@ pub fn fold_normal_events(effects: Vec<Effect>) -> Vec<Effect> {
             Some(at),
         ) = (&effect, normal)
             && let Effect::Event { note: first, .. } = &mut folded[at]
-            && first.len() + 2 + note.len() <= MAX_FOLDED_NOTE
+            && first.chars().count() + 2 + note.chars().count() <= MAX_EVENT_NOTE
         {
             first.push_str("; ");
             first.push_str(note);
@@ -188,8 +188,8 @@ pub fn fold_normal_events(effects: Vec<Effect>) -> Vec<Effect> {
     folded
 }
 
-/// Longest note a folded event grows to (events keep 1,000 characters).
-const MAX_FOLDED_NOTE: usize = 1_000;
+/// Longest note an event carries: longer ones are cut, so folded notes stop here.
+const MAX_EVENT_NOTE: usize = 1_000;
 
 /// Sends `effects` about `object`, in order. Never fails: an event or a notification
 /// that cannot be sent is logged (notifications publish in the background).
@@ -407,7 +407,7 @@ pub async fn publish_event<F, K>(
         type_: Some(if warning { "Warning" } else { "Normal" }.into()),
         reason: Some(reason.into()),
         action: Some(action.into()),
-        note: Some(truncate(note, 1000)),
+        note: Some(truncate(note, MAX_EVENT_NOTE)),
         regarding: Some(regarding),
         reporting_controller: Some(FIELD_MANAGER.into()),
         reporting_instance: Some(ctx.reporting_instance.clone()),

@@ -12,19 +12,10 @@ use fsx_backup_operator::fsx::{
 
 const REGION: &str = "us-east-1";
 
-#[tokio::test]
-async fn create_describe_tag_delete_against_moto() {
-    let moto = crate::support::Moto::start().await;
-    let sdk = crate::support::aws_sdk_config(REGION).await;
-
-    // moto needs a file system to back up; make one with the SDK directly.
-    let raw = aws_sdk_fsx::Client::from_conf(
-        aws_sdk_fsx::config::Builder::from(&sdk)
-            .endpoint_url(&moto.endpoint)
-            .build(),
-    );
-    let created_fs = raw
-        .create_file_system()
+/// moto needs a file system to back up: one made with the SDK directly, in the
+/// account of `raw`'s credentials; returns its id.
+async fn windows_file_system(raw: &aws_sdk_fsx::Client) -> String {
+    raw.create_file_system()
         .file_system_type(FileSystemType::Windows)
         .storage_capacity(32)
         .subnet_ids("subnet-0123456789abcdef0")
@@ -35,12 +26,23 @@ async fn create_describe_tag_delete_against_moto() {
         )
         .send()
         .await
-        .expect("moto CreateFileSystem");
-    let fs_id = created_fs
+        .expect("moto CreateFileSystem")
         .file_system()
         .and_then(|f| f.file_system_id())
         .expect("fs id")
-        .to_owned();
+        .to_owned()
+}
+
+#[tokio::test]
+async fn create_describe_tag_delete_against_moto() {
+    let moto = crate::support::Moto::start().await;
+    let sdk = crate::support::aws_sdk_config(REGION).await;
+    let raw = aws_sdk_fsx::Client::from_conf(
+        aws_sdk_fsx::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    );
+    let fs_id = windows_file_system(&raw).await;
 
     let fsx = AwsFsx::new(
         sdk,
@@ -176,23 +178,7 @@ async fn assumed_role_calls_land_in_the_roles_account_on_moto() {
             .endpoint_url(&moto.endpoint)
             .build(),
     );
-    let own_fs = raw
-        .create_file_system()
-        .file_system_type(FileSystemType::Windows)
-        .storage_capacity(32)
-        .subnet_ids("subnet-0123456789abcdef0")
-        .windows_configuration(
-            CreateFileSystemWindowsConfiguration::builder()
-                .throughput_capacity(8)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("moto CreateFileSystem")
-        .file_system()
-        .and_then(|f| f.file_system_id())
-        .expect("fs id")
-        .to_owned();
+    let own_fs = windows_file_system(&raw).await;
     let fsx = AwsFsx::new(
         sdk,
         AwsFsxConfig {
