@@ -20,7 +20,7 @@ use crate::controller::lenient::Lenient;
 use crate::controller::{self, Brake, Context, Settings};
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
 use crate::duration::parse_duration;
-use crate::fsx::{AwsFsx, AwsFsxConfig, MeteredFsx};
+use crate::fsx::{AwsFsx, AwsFsxConfig, BatchedFsx, MeteredFsx};
 use crate::http::{self, Readiness};
 use crate::identity;
 use crate::kube_client;
@@ -180,7 +180,7 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
 }
 
 /// The FSx boundary every controller shares.
-type Fsx = MeteredFsx<AwsFsx>;
+type Fsx = BatchedFsx<MeteredFsx<AwsFsx>>;
 
 /// Runs the controllers until SIGTERM (then waits up to `shutdown_timeout` for
 /// reconciles in progress) or until leadership is lost (then exits at once).
@@ -351,7 +351,7 @@ async fn context(
         options.sns_endpoint_url.clone(),
         metrics.clone(),
     );
-    let fsx = MeteredFsx::new(
+    let fsx = BatchedFsx::new(MeteredFsx::new(
         AwsFsx::new(
             sdk,
             AwsFsxConfig {
@@ -365,7 +365,7 @@ async fn context(
             },
         ),
         metrics.clone(),
-    );
+    ));
     let (clock, clock_moved) = match &options.test_clock_offset_file {
         Some(path) => {
             let (clock, rx) = Clock::offset_from_file(path.clone())

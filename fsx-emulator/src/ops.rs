@@ -739,6 +739,13 @@ fn validate_filters(
             &format!("filters.{}.member.name", i + 1),
             allowed,
         );
+        // The FSx API reference: at most 20 values per filter.
+        v.list_len(
+            f.values.as_deref(),
+            &format!("filters.{}.member.values", i + 1),
+            0,
+            20,
+        );
     }
     filters
         .into_iter()

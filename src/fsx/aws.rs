@@ -13,12 +13,12 @@ use aws_sdk_fsx::config::timeout::TimeoutConfig;
 use aws_sdk_fsx::types::{self as sdk, Filter, FilterName};
 use jiff::Timestamp;
 
-use super::error::{FsxError, from_sdk};
+use super::error::{FsxError, UserActionReason, from_sdk};
 use super::rate_limit::TokenBucket;
 use super::sts::Sessions;
 use super::{
-    Backup, BackupTarget, BackupType, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted,
-    FileSystem, FsxApi, Lifecycle, Place,
+    Backup, BackupTarget, BackupType, BackupsById, ByTarget, CopyBackupRequest,
+    CreateBackupRequest, Deleted, FileSystem, FsxApi, Lifecycle, Place, incomplete_answer,
 };
 
 /// The session override of a call: `None` for the operator's own identity.
@@ -39,6 +39,8 @@ pub const DEFAULT_MAX_IN_FLIGHT: u16 = 32;
 
 /// FSx accepts at most this many ids in one `DescribeBackups` call.
 const MAX_IDS_PER_DESCRIBE: usize = 50;
+/// FSx accepts at most this many values in one filter.
+const MAX_FILTER_VALUES: usize = 20;
 
 /// How the operator talks to FSx.
 #[derive(Clone, Debug)]
@@ -191,20 +193,15 @@ impl AwsFsx {
             .clone()
     }
 
-    /// One `DescribeBackups` page sequence; duplicates across pages are merged.
+    /// One `DescribeBackups` page sequence, as FSx sent it; duplicates across
+    /// pages are merged.
     async fn describe_backups(
         &self,
         at: &Place,
         session: &Session,
         filter: Option<Filter>,
         ids: Option<Vec<String>>,
-    ) -> Result<
-        Vec<Backup>,
-        aws_sdk_fsx::error::SdkError<
-            aws_sdk_fsx::operation::describe_backups::DescribeBackupsError,
-            aws_sdk_fsx::config::http::HttpResponse,
-        >,
-    > {
+    ) -> Result<Vec<sdk::Backup>, FsxError> {
         let rc = self.region(at);
         let _in_flight = rc.slot().await;
         let mut found = BTreeMap::new();
@@ -219,10 +216,11 @@ impl AwsFsx {
                 .set_backup_ids(ids.clone())
                 .set_max_results(self.config.page_size)
                 .set_next_token(next_token.clone());
-            let page = send!(call, session.clone())?;
+            let page = send!(call, session.clone())
+                .map_err(|e| from_sdk("DescribeBackups", &at.to_string(), &e))?;
             for backup in page.backups() {
-                if let Some(backup) = backup_from_sdk(backup) {
-                    found.insert(backup.id.clone(), backup);
+                if let Some(id) = backup.backup_id() {
+                    found.insert(id.to_owned(), backup.clone());
                 }
             }
             match page.next_token() {
@@ -236,6 +234,95 @@ impl AwsFsx {
         }
         Ok(found.into_values().collect())
     }
+
+    /// The backups of `targets` (all of one kind) in one listing, by target;
+    /// `None` when a backup in it cannot be told apart by target.
+    async fn list_targets(
+        &self,
+        at: &Place,
+        session: &Session,
+        targets: Vec<BackupTarget>,
+    ) -> Result<Option<BTreeMap<BackupTarget, Vec<Backup>>>, FsxError> {
+        let Some(first) = targets.first() else {
+            return Ok(Some(BTreeMap::new()));
+        };
+        let (name, target_of): (FilterName, fn(&sdk::Backup) -> Option<&str>) = match first {
+            BackupTarget::FileSystem(_) => (FilterName::FileSystemId, |b| {
+                b.file_system().and_then(sdk::FileSystem::file_system_id)
+            }),
+            BackupTarget::Volume(_) => (FilterName::VolumeId, |b| {
+                b.volume().and_then(sdk::Volume::volume_id)
+            }),
+        };
+        let filter = Filter::builder()
+            .name(name)
+            .set_values(Some(targets.iter().map(|t| t.id().to_owned()).collect()))
+            .build();
+        let listed = self
+            .describe_backups(at, session, Some(filter), None)
+            .await?;
+        let mut by_target: BTreeMap<BackupTarget, Vec<Backup>> =
+            targets.iter().map(|t| (t.clone(), Vec::new())).collect();
+        for raw in &listed {
+            let Some(backup) = backup_from_sdk(raw) else {
+                continue;
+            };
+            let target = match target_of(raw).and_then(|id| targets.iter().find(|t| t.id() == id)) {
+                Some(target) => target,
+                None if targets.len() == 1 => first,
+                None => return Ok(None),
+            };
+            by_target
+                .get_mut(target)
+                .expect("every target has an entry")
+                .push(backup);
+        }
+        Ok(Some(by_target))
+    }
+}
+
+/// FSx's answer when an id in a call names no backup, file system or volume.
+fn names_unknown_id(err: &FsxError) -> bool {
+    matches!(
+        err,
+        FsxError::NotFound { .. }
+            | FsxError::UserAction {
+                reason: UserActionReason::TargetNotFound,
+                ..
+            }
+    )
+}
+
+/// Asks `call` about `keys` in as few calls as FSx allows. FSx fails a whole
+/// `DescribeBackups` when one id in it is unknown, so a batch that fails so
+/// (or that `call` cannot answer as a whole: `Ok(None)`) is halved
+/// until the unknown ones stand alone: one gone id among n costs about
+/// 2·log₂(n) calls, not n. Every key is in exactly one answered batch.
+async fn halving<K, T, Fut>(
+    keys: Vec<K>,
+    call: impl Fn(Vec<K>) -> Fut,
+) -> Vec<(Vec<K>, Result<Option<T>, FsxError>)>
+where
+    K: Clone,
+    Fut: Future<Output = Result<Option<T>, FsxError>>,
+{
+    let mut todo = vec![keys];
+    let mut done = Vec::new();
+    while let Some(mut batch) = todo.pop() {
+        let answer = call(batch.clone()).await;
+        let names_unknown = match &answer {
+            Ok(answer) => answer.is_none(),
+            Err(err) => names_unknown_id(err),
+        };
+        if batch.len() > 1 && names_unknown {
+            let back = batch.split_off(batch.len() / 2);
+            todo.push(back);
+            todo.push(batch);
+            continue;
+        }
+        done.push((batch, answer));
+    }
+    done
 }
 
 impl FsxApi for AwsFsx {
@@ -262,23 +349,47 @@ impl FsxApi for AwsFsx {
         output
             .backup()
             .and_then(backup_from_sdk)
-            .ok_or_else(|| incomplete_response("CreateBackup", &where_))
+            .ok_or_else(|| incomplete_answer("CreateBackup", at))
     }
 
-    async fn describe_backups_of(
-        &self,
-        at: &Place,
-        target: &BackupTarget,
-    ) -> Result<Vec<Backup>, FsxError> {
-        let (name, id) = match target {
-            BackupTarget::FileSystem(id) => (FilterName::FileSystemId, id),
-            BackupTarget::Volume(id) => (FilterName::VolumeId, id),
+    async fn describe_backups_of_targets(&self, at: &Place, targets: &[BackupTarget]) -> ByTarget {
+        let mut answers = ByTarget::new();
+        let session = match self.session(at).await {
+            Ok(session) => session,
+            Err(err) => {
+                answers.extend(targets.iter().map(|t| (t.clone(), Err(err.clone()))));
+                return answers;
+            }
         };
-        let filter = Filter::builder().name(name).values(id).build();
-        let session = self.session(at).await?;
-        self.describe_backups(at, &session, Some(filter), None)
-            .await
-            .map_err(|e| from_sdk("DescribeBackups", &at.to_string(), &e))
+        let session = &session;
+        let (volumes, file_systems): (Vec<_>, Vec<_>) = targets
+            .iter()
+            .cloned()
+            .partition(|t| matches!(t, BackupTarget::Volume(_)));
+        for group in [file_systems, volumes] {
+            for chunk in group.chunks(MAX_FILTER_VALUES) {
+                let lookups = halving(chunk.to_vec(), |batch| async move {
+                    self.list_targets(at, session, batch).await
+                })
+                .await;
+                for (batch, answer) in lookups {
+                    match answer {
+                        Ok(Some(listed)) => {
+                            answers.extend(listed.into_iter().map(|(t, b)| (t, Ok(b))));
+                        }
+                        Ok(None) => answers.extend(
+                            batch
+                                .into_iter()
+                                .map(|t| (t, Err(incomplete_answer("DescribeBackups", at)))),
+                        ),
+                        Err(err) => {
+                            answers.extend(batch.into_iter().map(|t| (t, Err(err.clone()))));
+                        }
+                    }
+                }
+            }
+        }
+        answers
     }
 
     async fn describe_backups_by_ids(
@@ -286,36 +397,28 @@ impl FsxApi for AwsFsx {
         at: &Place,
         ids: &[String],
     ) -> Result<BackupsById, FsxError> {
-        let where_ = at.to_string();
         let mut result = BackupsById::default();
         if ids.is_empty() {
             return Ok(result);
         }
         let session = self.session(at).await?;
+        let session = &session;
         for chunk in ids.chunks(MAX_IDS_PER_DESCRIBE) {
-            match self
-                .describe_backups(at, &session, None, Some(chunk.to_vec()))
-                .await
-            {
-                Ok(found) => result.found.extend(found),
-                Err(err) => match from_sdk("DescribeBackups", &where_, &err) {
-                    // FSx fails the whole call when one id is gone: find out which, one by one.
-                    FsxError::NotFound { .. } => {
-                        for id in chunk {
-                            match self
-                                .describe_backups(at, &session, None, Some(vec![id.clone()]))
-                                .await
-                            {
-                                Ok(found) => result.found.extend(found),
-                                Err(err) => match from_sdk("DescribeBackups", &where_, &err) {
-                                    FsxError::NotFound { .. } => result.missing.push(id.clone()),
-                                    other => return Err(other),
-                                },
-                            }
-                        }
-                    }
-                    other => return Err(other),
-                },
+            let lookups = halving(chunk.to_vec(), |batch| async move {
+                self.describe_backups(at, session, None, Some(batch))
+                    .await
+                    .map(Some)
+            })
+            .await;
+            for (batch, answer) in lookups {
+                match answer {
+                    Ok(found) => result
+                        .found
+                        .extend(found.iter().flatten().filter_map(backup_from_sdk)),
+                    // Halving leaves a NotFound only to a batch of one.
+                    Err(FsxError::NotFound { .. }) => result.missing.extend(batch),
+                    Err(other) => return Err(other),
+                }
             }
         }
         Ok(result)
@@ -358,7 +461,7 @@ impl FsxApi for AwsFsx {
         output
             .backup()
             .and_then(backup_from_sdk)
-            .ok_or_else(|| incomplete_response("CopyBackup", &where_))
+            .ok_or_else(|| incomplete_answer("CopyBackup", destination))
     }
 
     async fn describe_file_systems(&self, at: &Place) -> Result<Vec<FileSystem>, FsxError> {
@@ -409,9 +512,10 @@ impl FsxApi for AwsFsx {
             .values("USER_INITIATED")
             .build();
         let session = self.session(at).await?;
-        self.describe_backups(at, &session, Some(filter), None)
-            .await
-            .map_err(|e| from_sdk("DescribeBackups", &at.to_string(), &e))
+        let listed = self
+            .describe_backups(at, &session, Some(filter), None)
+            .await?;
+        Ok(listed.iter().filter_map(backup_from_sdk).collect())
     }
 
     async fn assume(&self, at: &Place) -> Result<(), FsxError> {
@@ -436,15 +540,6 @@ impl FsxApi for AwsFsx {
         send!(call, session)
             .map(|_| ())
             .map_err(|e| from_sdk("TagResource", &at.to_string(), &e))
-    }
-}
-
-fn incomplete_response(operation: &'static str, region: &str) -> FsxError {
-    FsxError::RetryLater {
-        operation,
-        region: region.to_owned(),
-        code: "IncompleteResponse".to_owned(),
-        message: "the response carried no backup id".to_owned(),
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    Backup, BackupTarget, BackupsById, CopyBackupRequest, CreateBackupRequest, Deleted, FileSystem,
-    FsxApi, FsxError, Place,
+    Backup, BackupTarget, BackupsById, ByTarget, CopyBackupRequest, CreateBackupRequest, Deleted,
+    FileSystem, FsxApi, FsxError, Place,
 };
 use crate::metrics::{AwsLabels, Metrics};
 
@@ -62,16 +62,12 @@ impl<F: FsxApi> FsxApi for MeteredFsx<F> {
         )
     }
 
-    async fn describe_backups_of(
-        &self,
-        at: &Place,
-        target: &BackupTarget,
-    ) -> Result<Vec<Backup>, FsxError> {
-        self.count(
-            at,
-            "DescribeBackups",
-            self.inner.describe_backups_of(at, target).await,
-        )
+    /// Counted as one call, failed when any target's answer failed.
+    async fn describe_backups_of_targets(&self, at: &Place, targets: &[BackupTarget]) -> ByTarget {
+        let answers = self.inner.describe_backups_of_targets(at, targets).await;
+        let first_failure = answers.values().find_map(|a| a.as_ref().err()).cloned();
+        let _ = self.count(at, "DescribeBackups", first_failure.map_or(Ok(()), Err));
+        answers
     }
 
     async fn describe_backups_by_ids(

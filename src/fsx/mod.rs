@@ -5,6 +5,7 @@
 //! values and every AWS failure arrives already classified ([`FsxError`]).
 
 mod aws;
+mod batch;
 mod error;
 mod metered;
 mod rate_limit;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 pub use aws::{AwsFsx, AwsFsxConfig, DEFAULT_MAX_IN_FLIGHT};
+pub use batch::BatchedFsx;
 pub use error::{FsxError, UserActionReason};
 pub use metered::MeteredFsx;
 pub use rate_limit::TokenBucket;
@@ -263,6 +265,19 @@ pub struct BackupsById {
     pub missing: Vec<String>,
 }
 
+/// Backups listed per target, each with its own answer.
+pub type ByTarget = BTreeMap<BackupTarget, Result<Vec<Backup>, FsxError>>;
+
+/// An answer that left out part of what was asked: worth asking again.
+pub fn incomplete_answer(operation: &'static str, at: &Place) -> FsxError {
+    FsxError::RetryLater {
+        operation,
+        region: at.to_string(),
+        code: "IncompleteResponse".to_owned(),
+        message: "the answer left out part of what was asked".to_owned(),
+    }
+}
+
 /// Exactly what the controllers need from FSx. Every call names its account and Region;
 /// every list is complete (all pages) and in no particular order.
 pub trait FsxApi: Send + Sync + 'static {
@@ -272,12 +287,28 @@ pub trait FsxApi: Send + Sync + 'static {
         request: &CreateBackupRequest,
     ) -> impl Future<Output = Result<Backup, FsxError>> + Send;
 
+    /// Every backup FSx lists for each target (all types; callers filter), in
+    /// as few calls as FSx allows. Every target has its own answer: one that
+    /// FSx does not know fails alone.
+    fn describe_backups_of_targets(
+        &self,
+        at: &Place,
+        targets: &[BackupTarget],
+    ) -> impl Future<Output = ByTarget> + Send;
+
     /// Every backup FSx lists for the target (all types; callers filter).
     fn describe_backups_of(
         &self,
         at: &Place,
         target: &BackupTarget,
-    ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Backup>, FsxError>> + Send {
+        async move {
+            self.describe_backups_of_targets(at, std::slice::from_ref(target))
+                .await
+                .remove(target)
+                .unwrap_or_else(|| Err(incomplete_answer("DescribeBackups", at)))
+        }
+    }
 
     /// Batch lookup, for polling backups in flight with few calls.
     fn describe_backups_by_ids(

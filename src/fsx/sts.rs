@@ -11,7 +11,7 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_fsx::config::Credentials;
 
 use super::error::{FsxError, ServiceLimitOf, from_sdk};
-use super::{Place, Role};
+use super::{Place, Role, incomplete_answer};
 
 /// STS's shortest session (`DurationSeconds` 900).
 pub const MIN_SESSION: Duration = Duration::from_mins(15);
@@ -101,15 +101,7 @@ impl Sessions {
             .await
             .map_err(|err| about_role(role, from_sdk("AssumeRole", &at.to_string(), &err)))?;
         let Some(given) = output.credentials() else {
-            return Err(about_role(
-                role,
-                FsxError::RetryLater {
-                    operation: "AssumeRole",
-                    region: at.to_string(),
-                    code: "IncompleteResponse".into(),
-                    message: "STS returned no credentials".into(),
-                },
-            ));
+            return Err(about_role(role, incomplete_answer("AssumeRole", at)));
         };
         let now = SystemTime::now();
         let expires = SystemTime::try_from(*given.expiration()).unwrap_or(now);

@@ -222,6 +222,82 @@ async fn describe_reads_every_page_whatever_the_order() {
     );
 }
 
+/// The shared inventory's listing: many targets in few calls (20 per filter,
+/// FSx's limit), each target handed exactly its own backups, and a target FSx
+/// does not know failing alone, found by halving its batch.
+#[tokio::test]
+async fn many_targets_are_listed_in_few_calls_and_an_unknown_one_fails_alone() {
+    let s = setup(AwsFsxConfig::default()).await;
+    let mut expected = BTreeMap::new();
+    let mut targets = Vec::new();
+    for _ in 0..25 {
+        let fs = seed_fs(&s.emulator, FileSystemType::Lustre);
+        let backups = vec![
+            seed_backup(&s.emulator, &fs, BackupType::UserInitiated),
+            seed_backup(&s.emulator, &fs, BackupType::Automatic),
+        ];
+        targets.push(BackupTarget::FileSystem(fs.clone()));
+        expected.insert(BackupTarget::FileSystem(fs), backups);
+    }
+    let unknown_fs = BackupTarget::FileSystem("fs-0ddddddddddddddd1".into());
+    targets.push(unknown_fs.clone());
+    let ontap = seed_fs(&s.emulator, FileSystemType::Ontap);
+    let volume = s
+        .emulator
+        .seed_volume(EAST, VolumeSeed::new(&ontap))
+        .expect("seed volume");
+    let volume_backup = s
+        .emulator
+        .seed_backup(
+            EAST,
+            BackupSeed::of_volume(&volume, BackupType::UserInitiated),
+        )
+        .expect("seed volume backup");
+    targets.push(BackupTarget::Volume(volume.clone()));
+    expected.insert(BackupTarget::Volume(volume), vec![volume_backup]);
+    let unknown_volume = BackupTarget::Volume("fsvol-0ddddddddddddddd1".into());
+    targets.push(unknown_volume.clone());
+
+    let mut answers = s
+        .fsx
+        .describe_backups_of_targets(&Place::own(EAST), &targets)
+        .await;
+    for unknown in [&unknown_fs, &unknown_volume] {
+        let answer = answers.remove(unknown).expect("an answer for every target");
+        let err = answer.expect_err("an unknown target fails");
+        assert_eq!(
+            user_action(&err),
+            Some(UserActionReason::TargetNotFound),
+            "{unknown:?}: {err:?}"
+        );
+    }
+    let listed: BTreeMap<BackupTarget, Vec<String>> = answers
+        .into_iter()
+        .map(|(target, answer)| {
+            let mut ids: Vec<String> = answer
+                .expect("a known target is listed")
+                .into_iter()
+                .map(|b| b.id)
+                .collect();
+            ids.sort();
+            (target, ids)
+        })
+        .collect();
+    for backups in expected.values_mut() {
+        backups.sort();
+    }
+    assert_eq!(listed, expected);
+    // File systems: 20, then 6 holding the unknown one, halved 6 → 3 + 3 →
+    // 1 + 2 → 1 + 1 (7 calls); volumes: 2 → 1 + 1 (3). 11, not 28.
+    let calls = s
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.operation == "DescribeBackups")
+        .count();
+    assert_eq!(calls, 11);
+}
+
 #[tokio::test]
 async fn throttling_is_absorbed_by_retries_and_visible_in_the_log() {
     let s = setup(AwsFsxConfig {

@@ -17,7 +17,7 @@ use fsx_backup_operator::controller::lenient::Lenient;
 use fsx_backup_operator::controller::{Context, Settings, schedule};
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_backup_operator::fsx::{
-    AwsFsx, AwsFsxConfig, Backup, BackupTarget, BackupsById, CopyBackupRequest,
+    AwsFsx, AwsFsxConfig, Backup, BackupTarget, BackupsById, ByTarget, CopyBackupRequest,
     CreateBackupRequest, Deleted, FileSystem, FsxApi, FsxError, Place,
 };
 use fsx_backup_operator::metrics::Metrics;
@@ -55,13 +55,9 @@ impl<F: FsxApi> FsxApi for Hangable<F> {
         self.gate().await;
         self.inner.create_backup(at, request).await
     }
-    async fn describe_backups_of(
-        &self,
-        at: &Place,
-        target: &BackupTarget,
-    ) -> Result<Vec<Backup>, FsxError> {
+    async fn describe_backups_of_targets(&self, at: &Place, targets: &[BackupTarget]) -> ByTarget {
         self.gate().await;
-        self.inner.describe_backups_of(at, target).await
+        self.inner.describe_backups_of_targets(at, targets).await
     }
     async fn describe_backups_by_ids(
         &self,

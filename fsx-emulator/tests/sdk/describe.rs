@@ -222,6 +222,17 @@ async fn describe_backups_filters_and_ids() {
         matches!(err, DescribeBackupsError::BadRequest(_)),
         "{err:?}"
     );
+    // At most 20 values per filter (the API reference's Filter.Values).
+    let many: Vec<String> = (0..21).map(|n| format!("fs-{n:017x}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let err = service_err(
+        client
+            .describe_backups()
+            .filters(filter(FilterName::FileSystemId, &many))
+            .send()
+            .await,
+    );
+    assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
 }
 
 #[tokio::test]
