@@ -41,6 +41,32 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Processes whose command name is `name` (e.g. the control plane's).
+fn pids_named(name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+        .collect()
+}
+
+/// CPU seconds used so far by each party sharing the machine's cores.
+fn cpu_by_party(operator: u32) -> BTreeMap<&'static str, f64> {
+    let of = |name| pids_named(name).into_iter().map(cpu_seconds).sum::<f64>();
+    BTreeMap::from([
+        ("operator", cpu_seconds(operator)),
+        ("kube-apiserver", of("kube-apiserver")),
+        ("etcd", of("etcd")),
+        // The FSx emulator runs inside this benchmark's process.
+        ("emulator and benchmark", cpu_seconds(std::process::id())),
+    ])
+}
+
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -398,6 +424,8 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
         })
     };
     let cpu0 = cpu_seconds(pid);
+    let parties0 = cpu_by_party(pid);
+    let runs_started = Instant::now();
     let reconciles0 = metric(
         port,
         r#"fsxbackup_reconcile_duration_seconds_count{controller="schedule"}"#,
@@ -425,6 +453,11 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
     let _ = api;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu_runs = cpu_seconds(pid) - cpu0;
+    let runs_wall = runs_started.elapsed().as_secs_f64();
+    let cpu_of_parties: BTreeMap<&str, f64> = cpu_by_party(pid)
+        .into_iter()
+        .map(|(party, cpu)| (party, cpu - parties0.get(party).copied().unwrap_or(0.0)))
+        .collect();
     let reconciles = metric(
         port,
         r#"fsxbackup_reconcile_duration_seconds_count{controller="schedule"}"#,
@@ -466,12 +499,17 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
 
     // 3. Lateness with a realistic request rate (10/s, burst 20), at the lateness size only.
     let mut late_limited = Vec::new();
+    let mut ready_limited = None;
     if n == LATENESS_SIZE {
+        // A restart: every object already has a status, as after an upgrade.
         let operator = run.operator(&["--aws-requests-per-second", "10", "--aws-burst", "20"]);
-        wait_for("all Ready again", Duration::from_mins(10), async || {
-            count(&schedules, ready).await >= n
-        })
-        .await;
+        ready_limited = Some(
+            wait_for("all Ready again", Duration::from_mins(10), async || {
+                count(&schedules, ready).await >= n
+            })
+            .await
+            .as_secs_f64(),
+        );
         let seq = emulator.requests().last().map_or(0, |r| r.seq);
         let (slot, real) = run.run_due();
         run.wait_backups(slot).await;
@@ -489,12 +527,16 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
         "copies": n.div_ceil(100),
         "create_objects_seconds": create_seconds,
         "start_to_all_ready_seconds": to_ready.as_secs_f64(),
+        "restart_to_all_ready_seconds_10_rps": ready_limited,
         "rss_mib": {"peak_startup": peak_startup, "steady_after_ready": steady_rss, "peak_overall": peak_rss},
         "cpu": {
             "idle_cpu_fraction": idle_cpu,
             "seconds_for_two_runs": cpu_runs,
             "schedule_reconciles_in_two_runs": reconciles,
             "cpu_seconds_per_1000_reconciles": if reconciles > 0.0 { cpu_runs / reconciles * 1000.0 } else { f64::NAN },
+            // Who used the cores while the two runs were made (wall seconds alongside).
+            "seconds_of_the_two_runs": runs_wall,
+            "cpu_seconds_during_the_two_runs_by_process": cpu_of_parties,
         },
         "run_seconds_until_all_available": run_seconds,
         "lateness_seconds_no_rate_limit": {
@@ -545,12 +587,14 @@ fn machine() -> Value {
         / 1024.0
         / 1024.0;
     json!({"cpu": model, "cores": cores, "memory_gib": (mem_gib * 10.0).round() / 10.0,
-           "profile": if cfg!(debug_assertions) { "debug" } else { "release" }})
+           "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+           // The operator binary measured: the host build, or what bench/run.sh built.
+           "operator_build": std::env::var("BENCH_BUILD").unwrap_or_else(|_| "host (glibc)".into())})
 }
 
 fn table(results: &[Value]) -> String {
     let mut out = String::from(
-        "| N | ready (s) | RSS steady / peak (MiB) | CPU s / 1000 reconciles | idle CPU | lateness p50 / p99 / max (s), no limit | at 10 rps | FSx calls / object / run (floor 2) | CreateBackup replays | status writes / object / run | Events / object / run | GETs / object / run | sockets apiserver / FSx (idle, peak) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| N | ready (s) | RSS steady / peak (MiB) | CPU s / 1000 reconciles | idle CPU | lateness p50 / p99 / max (s), no limit | at 10 rps | restart to all Ready at 10 rps (s) | FSx calls / object / run (floor 2) | CreateBackup replays | status writes / object / run | Events / object / run | GETs / object / run | sockets apiserver / FSx (idle, peak) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let f = |v: &Value| {
@@ -564,7 +608,7 @@ fn table(results: &[Value]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} / {} | {} | {}% | {} / {} / {} | {} / {} / {} | {} | {} | {} | {} | {} | {}, {} / {}, {} |",
+            "| {} | {} | {} / {} | {} | {}% | {} / {} / {} | {} / {} / {} | {} | {} | {} | {} | {} | {} | {}, {} / {}, {} |",
             r["objects"],
             f(&r["start_to_all_ready_seconds"]),
             f(&r["rss_mib"]["steady_after_ready"]),
@@ -579,6 +623,7 @@ fn table(results: &[Value]) -> String {
             f(&r["lateness_seconds_10_rps"]["p50"]),
             f(&r["lateness_seconds_10_rps"]["p99"]),
             f(&r["lateness_seconds_10_rps"]["max"]),
+            f(&r["restart_to_all_ready_seconds_10_rps"]),
             f(&r["fsx_calls_per_object_per_run"]),
             r["create_backup_replays_in_two_runs"],
             f(&r["status_writes_per_object_per_run"]),

@@ -41,8 +41,10 @@ pub struct BatchedFsx<F> {
     lanes: Mutex<HashMap<Lane, Arc<Lanes>>>,
 }
 
-/// Who may share a call: one Region and one identity. The session name only
-/// names the object asking, so objects using the same role share calls.
+/// Who may share a call: one Region and one identity (the operator's own, or
+/// one role; two roles in one account never share a call, since each may be
+/// allowed different things). The session name only names the object asking,
+/// so objects using the same role share calls.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Lane {
     region: String,

@@ -53,6 +53,16 @@ impl TestClock {
     }
 }
 
+/// The operator binary: the one cargo built for these tests, or the one
+/// `FSXBO_OPERATOR_BIN` names (e.g. the static musl build the image ships,
+/// which `bench/run.sh` measures with `BENCH_TARGET`).
+fn operator_binary() -> PathBuf {
+    std::env::var_os("FSXBO_OPERATOR_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_fsx-backup-operator")),
+        PathBuf::from,
+    )
+}
+
 /// A running operator process; killed (SIGKILL) on drop.
 pub struct Operator {
     child: Option<Child>,
@@ -86,7 +96,7 @@ impl Operator {
             RUNS.fetch_add(1, Ordering::Relaxed)
         ));
         let file = File::create(&log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_fsx-backup-operator"))
+        let child = Command::new(operator_binary())
             .args([
                 "run",
                 "--namespace",
