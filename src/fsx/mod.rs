@@ -296,6 +296,29 @@ pub trait FsxApi: Send + Sync + 'static {
         targets: &[BackupTarget],
     ) -> impl Future<Output = ByTarget> + Send;
 
+    /// [`Self::describe_backups_of_targets`] for `fs-…`/`fsvol-…` ids, each
+    /// answer under its id, in the order given.
+    fn describe_backups_of_ids(
+        &self,
+        at: &Place,
+        ids: &[String],
+    ) -> impl Future<Output = Vec<(String, Result<Vec<Backup>, FsxError>)>> + Send {
+        async move {
+            let targets: Vec<BackupTarget> = ids.iter().map(BackupTarget::from_id).collect();
+            let answers = self.describe_backups_of_targets(at, &targets).await;
+            targets
+                .into_iter()
+                .map(|target| {
+                    let answer = answers
+                        .get(&target)
+                        .cloned()
+                        .unwrap_or_else(|| Err(incomplete_answer("DescribeBackups", at)));
+                    (target.id().to_owned(), answer)
+                })
+                .collect()
+        }
+    }
+
     /// Every backup FSx lists for the target (all types; callers filter).
     fn describe_backups_of(
         &self,

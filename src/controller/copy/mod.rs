@@ -25,7 +25,7 @@ use crate::copy_slots::{self, CopySlots};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::copy::{FsxBackupCopy, FsxBackupCopyStatus};
 use crate::crd::schedule::FsxBackupSchedule;
-use crate::fsx::{Backup, BackupTarget, FsxApi, FsxError, Place, UserActionReason, account_of};
+use crate::fsx::{Backup, FsxApi, FsxError, Place, UserActionReason, account_of};
 use crate::metrics::Metrics;
 use crate::retention;
 use crate::validate::copy::validate;
@@ -372,12 +372,9 @@ impl<F: FsxApi> CopyReconciler<F> {
         }
         let schedule_uid = schedule.uid().unwrap_or_default();
         let mut sources: Vec<Backup> = Vec::new();
-        for target in target_ids(&schedule) {
-            match ctx
-                .fsx
-                .describe_backups_of(&source, &BackupTarget::from_id(target.as_str()))
-                .await
-            {
+        let targets: Vec<String> = target_ids(&schedule).into_iter().collect();
+        for (target, listed) in ctx.fsx.describe_backups_of_ids(&source, &targets).await {
+            match listed {
                 Ok(backups) => {
                     sources.extend(followed.backups_it_keeps(now, backups, &schedule_uid));
                     work.add_source_target(&target);
@@ -567,11 +564,8 @@ pub async fn in_destination<F: FsxApi>(
     targets: &[String],
 ) -> Result<Vec<Backup>, FsxError> {
     let mut backups: Vec<Backup> = Vec::new();
-    for target in targets {
-        match fsx
-            .describe_backups_of(region, &BackupTarget::from_id(target.as_str()))
-            .await
-        {
+    for (_, listed) in fsx.describe_backups_of_ids(region, targets).await {
+        match listed {
             Ok(found) => backups.extend(found),
             Err(FsxError::UserAction {
                 reason: UserActionReason::TargetNotFound,

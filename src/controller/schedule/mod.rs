@@ -18,7 +18,7 @@ use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
-use crate::fsx::{BackupTarget, FsxApi, FsxError, Place};
+use crate::fsx::{Backup, FsxApi, FsxError, Place};
 use crate::retention;
 use crate::validate::schedule::{target_ids, validate};
 use crate::validate::{Targets, ValidSchedule};
@@ -99,11 +99,8 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             work.created(now, &valid, &create, answer);
         }
         work.finish_run_now(run_now);
-        for target in work.misses_to_verify() {
-            let listed = ctx
-                .fsx
-                .describe_backups_of(&at, &BackupTarget::from_id(&target))
-                .await;
+        let to_verify = work.misses_to_verify();
+        for (target, listed) in ctx.fsx.describe_backups_of_ids(&at, &to_verify).await {
             work.count_misses(&target, &owner.uid, &listed);
         }
         let found = self.poll(&mut work, &at, &key, now).await;
@@ -113,9 +110,17 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             valid.deletion_brake.as_ref(),
             object,
         );
-        for target in work.retention_targets(now) {
-            self.prune(&mut work, &valid, &at, &owner, &target, now, &check)
-                .await;
+        // Every target listed in one question (one call for up to 20), then pruned in turn.
+        let to_prune = work.retention_targets(now);
+        for (target, listed) in ctx.fsx.describe_backups_of_ids(&at, &to_prune).await {
+            let scope = Scope {
+                valid: &valid,
+                at: &at,
+                owner: &owner,
+                now,
+                check: &check,
+            };
+            self.prune(&mut work, &scope, &target, listed).await;
         }
         Ok(work.finish(now, &valid, pace))
     }
@@ -146,12 +151,8 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
             )
             .await?;
         let mut backups = Vec::new();
-        for id in ids {
-            backups.extend(
-                ctx.fsx
-                    .describe_backups_of(&at, &BackupTarget::from_id(id))
-                    .await?,
-            );
+        for (_, listed) in ctx.fsx.describe_backups_of_ids(&at, &targets).await {
+            backups.extend(listed?);
         }
         cleanup::delete_owned(ctx, object, &at, &backups, "BackupsDeleted", "backups").await
     }
@@ -159,6 +160,15 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
     fn context(&self) -> &Context<F> {
         &self.ctx
     }
+}
+
+/// What every target's prune in one reconcile shares.
+struct Scope<'a> {
+    valid: &'a ValidSchedule,
+    at: &'a Place,
+    owner: &'a Owner,
+    now: Timestamp,
+    check: &'a BrakeCheck,
 }
 
 impl<F: FsxApi> ScheduleReconciler<F> {
@@ -192,25 +202,25 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         }
     }
 
-    /// Lists the target's backups, adopts this name's orphans, deletes what
+    /// From the target's listing: adopts this name's orphans, deletes what
     /// retention does not keep, and records what is kept.
-    #[allow(clippy::too_many_arguments)]
     async fn prune(
         &self,
         work: &mut Work,
-        valid: &ValidSchedule,
-        at: &Place,
-        owner: &Owner,
+        scope: &Scope<'_>,
         target: &str,
-        now: Timestamp,
-        check: &BrakeCheck,
+        listed: Result<Vec<Backup>, FsxError>,
     ) {
+        let Scope {
+            valid,
+            at,
+            owner,
+            now,
+            check,
+        } = *scope;
         let fsx = &self.ctx.fsx;
         let uid = owner.uid.as_str();
-        let mut backups = match fsx
-            .describe_backups_of(at, &BackupTarget::from_id(target))
-            .await
-        {
+        let mut backups = match listed {
             Ok(backups) => backups,
             Err(err) => return work.listing_failed(target, &err),
         };
