@@ -9,6 +9,7 @@ mod batch;
 mod error;
 mod metered;
 mod rate_limit;
+mod sdk_types;
 mod sts;
 
 use std::collections::BTreeMap;
@@ -304,6 +305,10 @@ pub trait FsxApi: Send + Sync + 'static {
         ids: &[String],
     ) -> impl Future<Output = Vec<(String, Result<Vec<Backup>, FsxError>)>> + Send {
         async move {
+            // Most reconciles have nothing to list: no call, no lane, no session.
+            if ids.is_empty() {
+                return Vec::new();
+            }
             let targets: Vec<BackupTarget> = ids.iter().map(BackupTarget::from_id).collect();
             let answers = self.describe_backups_of_targets(at, &targets).await;
             targets
