@@ -14,6 +14,23 @@ const REGION: &str = "us-east-1";
 
 /// moto needs a file system to back up: one made with the SDK directly, in the
 /// account of `raw`'s credentials; returns its id.
+/// Moto, the SDK configuration the operator is built from, and a plain FSx
+/// client on moto for seeding.
+async fn start_moto() -> (
+    crate::support::Moto,
+    aws_config::SdkConfig,
+    aws_sdk_fsx::Client,
+) {
+    let moto = crate::support::Moto::start().await;
+    let sdk = crate::support::aws_sdk_config(REGION).await;
+    let raw = aws_sdk_fsx::Client::from_conf(
+        aws_sdk_fsx::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    );
+    (moto, sdk, raw)
+}
+
 async fn windows_file_system(raw: &aws_sdk_fsx::Client) -> String {
     raw.create_file_system()
         .file_system_type(FileSystemType::Windows)
@@ -35,13 +52,7 @@ async fn windows_file_system(raw: &aws_sdk_fsx::Client) -> String {
 
 #[tokio::test]
 async fn create_describe_tag_delete_against_moto() {
-    let moto = crate::support::Moto::start().await;
-    let sdk = crate::support::aws_sdk_config(REGION).await;
-    let raw = aws_sdk_fsx::Client::from_conf(
-        aws_sdk_fsx::config::Builder::from(&sdk)
-            .endpoint_url(&moto.endpoint)
-            .build(),
-    );
+    let (moto, sdk, raw) = start_moto().await;
     let fs_id = windows_file_system(&raw).await;
 
     let fsx = AwsFsx::new(
@@ -171,13 +182,7 @@ async fn create_describe_tag_delete_against_moto() {
 /// `AssumeRole` credentials to the role's account), checked by someone else's server.
 #[tokio::test]
 async fn assumed_role_calls_land_in_the_roles_account_on_moto() {
-    let moto = crate::support::Moto::start().await;
-    let sdk = crate::support::aws_sdk_config(REGION).await;
-    let raw = aws_sdk_fsx::Client::from_conf(
-        aws_sdk_fsx::config::Builder::from(&sdk)
-            .endpoint_url(&moto.endpoint)
-            .build(),
-    );
+    let (moto, sdk, raw) = start_moto().await;
     let own_fs = windows_file_system(&raw).await;
     let fsx = AwsFsx::new(
         sdk,

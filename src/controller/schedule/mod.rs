@@ -112,14 +112,14 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         );
         // Every target listed in one question (one call for up to 20), then pruned in turn.
         let to_prune = work.retention_targets(now);
+        let scope = Scope {
+            valid: &valid,
+            at: &at,
+            owner: &owner,
+            now,
+            check: &check,
+        };
         for (target, listed) in ctx.fsx.describe_backups_of_ids(&at, &to_prune).await {
-            let scope = Scope {
-                valid: &valid,
-                at: &at,
-                owner: &owner,
-                now,
-                check: &check,
-            };
             self.prune(&mut work, &scope, &target, listed).await;
         }
         Ok(work.finish(now, &valid, pace))
@@ -127,8 +127,7 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
 
     async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Effect, Error> {
         let ctx = &*self.ctx;
-        let ids = target_ids(object);
-        let targets: Vec<String> = ids.iter().cloned().collect();
+        let targets: Vec<String> = target_ids(object).into_iter().collect();
         ctx.metrics.forget_schedule(
             &object.namespace().unwrap_or_default(),
             &object.name_any(),
