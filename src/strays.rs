@@ -226,14 +226,16 @@ pub async fn run<F: FsxApi>(
 /// them. The objects are listed again after the backups (and both listings
 /// count as live), so an object created meanwhile never makes its first backups
 /// look stray; one deleted meanwhile is seen at the next scan. Accounts an
-/// object may not use are not scanned.
+/// object may not use are not scanned. An account and Region that cannot be
+/// listed (a role whose trust is broken) is set aside with why, and the others
+/// are still scanned: one bad account must not hide every other one's strays.
 pub async fn gather<F: FsxApi>(
     client: &kube::Client,
     accounts: &Accounts,
     fsx: &F,
     namespaces: &[String],
     extra_region: Option<String>,
-) -> Result<(Vec<(Place, Vec<Backup>)>, Live), String> {
+) -> Result<Gathered, String> {
     let listed = |err: kube::Error| format!("cannot list schedules and copies: {err}");
     let before = live(client, namespaces).await.map_err(listed)?;
     let mut places: BTreeMap<(String, String), Place> = BTreeMap::new();
@@ -251,24 +253,37 @@ pub async fn gather<F: FsxApi>(
             Err(err) => return Err(format!("cannot read FsxBackupAccount: {err}")),
         }
     }
-    let mut backups = Vec::new();
+    let mut gathered = Gathered::default();
     for place in places.into_values() {
-        let found = fsx
-            .describe_user_backups(&place)
-            .await
-            .map_err(|err| format!("{place}: {err}"))?;
-        backups.push((place, found));
+        match fsx.describe_user_backups(&place).await {
+            Ok(found) => gathered.backups.push((place, found)),
+            Err(err) => gathered.unscanned.push(format!("{place}: {err}")),
+        }
     }
-    let mut after = live(client, namespaces).await.map_err(listed)?;
-    after.uids.extend(before.uids);
-    Ok((backups, after))
+    gathered.live = live(client, namespaces).await.map_err(listed)?;
+    gathered.live.uids.extend(before.uids);
+    Ok(gathered)
+}
+
+/// What one stray scan read.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// The operator's backups per account and Region scanned.
+    pub backups: Vec<(Place, Vec<Backup>)>,
+    pub live: Live,
+    /// Accounts and Regions that could not be listed, and why.
+    pub unscanned: Vec<String>,
 }
 
 async fn scan<F: FsxApi>(
     ctx: &Context<F>,
     namespaces: &[String],
 ) -> Result<BTreeMap<String, i64>, String> {
-    let (by_region, live) = gather(
+    let Gathered {
+        backups,
+        live,
+        unscanned,
+    } = gather(
         &ctx.client,
         &ctx.accounts,
         &ctx.fsx,
@@ -276,7 +291,10 @@ async fn scan<F: FsxApi>(
         ctx.settings.default_region.clone(),
     )
     .await?;
-    let backups: Vec<Backup> = by_region.into_iter().flat_map(|(_, b)| b).collect();
+    for why in &unscanned {
+        tracing::warn!(error = %why, "stray scan skipped an account and Region; the others are counted");
+    }
+    let backups: Vec<Backup> = backups.into_iter().flat_map(|(_, b)| b).collect();
     let found = find(&backups, &ctx.settings.cluster_id, &live);
     let mut counts = per_namespace(&found);
     if !namespaces.is_empty() {
@@ -310,8 +328,12 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
     let cluster = crate::identity::resolve(&client, args.cluster_id.as_deref()).await?;
     let (fsx, region) = crate::preview::user_fsx(args.fsx_endpoint_url, args.region).await;
     let accounts = Accounts::new(client.clone());
-    let (by_region, live) = gather(&client, &accounts, &fsx, &[], region).await?;
-    if by_region.is_empty() {
+    let Gathered {
+        backups: by_region,
+        live,
+        unscanned,
+    } = gather(&client, &accounts, &fsx, &[], region).await?;
+    if by_region.is_empty() && unscanned.is_empty() {
         return Err("no Region to scan: give --region or set AWS_REGION".into());
     }
     let mut out = format!(
@@ -347,6 +369,9 @@ pub async fn report(args: OrphanArgs) -> Result<String, String> {
         "{strays} orphaned backup(s) of cluster {cluster}, {untagged} without a cluster tag; \
          nothing deletes them (Adoptable: the object now bearing the owner's name adopts them)"
     );
+    for why in &unscanned {
+        let _ = writeln!(out, "NOT SCANNED (its orphans are not listed): {why}");
+    }
     Ok(out)
 }
 

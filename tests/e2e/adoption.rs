@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::support::operator::eventually;
 use crate::support::world::{REGION, WAIT, World, condition_of, events_with, metrics_text, tag};
-use fsx_backup_operator::crd::FsxBackupCopy;
+use fsx_backup_operator::crd::{FsxBackupAccount, FsxBackupCopy};
 use fsx_emulator::{BackupLifecycle, BackupSeed, BackupType, FileSystemType, Timing};
+use kube::Api;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const CLUSTER: &str = "cluster-a";
@@ -87,12 +88,30 @@ async fn a_rebuilt_object_adopts_this_clusters_orphans_and_nothing_else() {
             async move { api.get_opt("nightly").await.ok().flatten().is_none().then_some(()) }
         })
         .await;
+        // An account whose role cannot be assumed (unknown to STS) is set aside by
+        // the scan, in the operator and in the plugin; it hides no other strays.
+        let accounts: Api<FsxBackupAccount> = Api::all(world.client.clone());
+        let unusable = format!("unusable-{namespace}");
+        let account: FsxBackupAccount = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1", "kind": "FsxBackupAccount",
+            "metadata": {"name": unusable},
+            "spec": {"roleArn": "arn:aws:iam::444444444444:role/fsx-backup-account", "allowedNamespaces": {"names": [namespace]}},
+        }))
+        .expect("account");
+        accounts.create(&PostParams::default(), &account).await.expect("create account");
+        world
+            .create("elsewhere", json!({"account": unusable, "region": DESTINATION, "target": {"fileSystemIds": ["fs-0444444444444444a"]}, "schedule": "0 3 * * *", "retention": {"maxCount": 2}}))
+            .await;
         strays_reach(&world, &namespace, 2).await;
 
         // The plugin lists them, and the legacy one as untagged; never cluster-b's.
         let out = world.plugin(&["orphans", "--cluster-id", CLUSTER]).await;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        let unscanned = text.lines().find(|l| l.starts_with("NOT SCANNED")).unwrap_or_else(|| panic!("the unusable account reported:\n{text}"));
+        assert!(unscanned.contains("444444444444") && unscanned.contains(DESTINATION), "{unscanned}");
+        world.api().delete("elsewhere", &DeleteParams::default()).await.expect("delete elsewhere");
+        accounts.delete(&unusable, &DeleteParams::default()).await.expect("delete account");
         for id in &ours[..2] {
             let row = text.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id} listed:\n{text}"));
             assert!(row.contains("Stray") && row.contains(&first_uid), "{row}");
