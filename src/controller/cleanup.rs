@@ -6,11 +6,13 @@ use kube::{Resource, ResourceExt};
 use crate::fsx::{Backup, FsxApi, Lifecycle, Place};
 use crate::ownership::is_owned_by;
 
+use super::driver::ManagedObject;
 use super::effects::Effect;
 use super::{Context, Error};
 
-/// The event for `deletionPolicy: Retain`: `what` ("backups", "copies") stays.
-pub fn retained(reason: &str, what: &str) -> Effect {
+/// The event for `deletionPolicy: Retain`: the kind's backups or copies stay.
+pub fn retained<K: ManagedObject>() -> Effect {
+    let (reason, what) = K::RETAINED;
     Effect::event(
         false,
         reason,

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -25,12 +24,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use super::departures::Departures;
 use super::effects::{Effect, fold_normal_events, perform, publish_event};
+use super::finalizer::{self, Step};
 use super::lenient::Lenient;
-use super::{Context, Error, FINALIZER, ObjectKey};
+use super::{Context, Error, ObjectKey};
 use crate::conditions::{Health, Reason};
 use crate::crd::FsxBackupAccount;
-use crate::crd::common::Notifications;
+use crate::crd::common::{DeletionPolicy, Notifications};
 use crate::fsx::{FsxApi, FsxError};
 use crate::metrics::{ControllerLabels, ErrorLabels};
 
@@ -62,12 +63,16 @@ pub trait ManagedObject:
     fn notifications(&self) -> Option<&Notifications>;
     /// The `FsxBackupAccount` it acts in (`None`: the operator's own).
     fn account(&self) -> Option<&str>;
+    fn deletion_policy(&self) -> DeletionPolicy;
+    /// The event reason and the noun for what `Retain` leaves in place on deletion
+    /// (`BackupsRetained`, `backups`).
+    const RETAINED: (&'static str, &'static str);
 }
 
 /// Both kinds carry `conditions` and `observedGeneration` in their status, and
 /// `notifications` in their spec.
 macro_rules! managed_object {
-    ($($object:ty => $status:ty, $label:literal);+) => {$(
+    ($($object:ty => $status:ty, $label:literal, $retained:expr);+) => {$(
         impl ObjectStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
@@ -80,6 +85,7 @@ macro_rules! managed_object {
         impl ManagedObject for $object {
             type Status = $status;
             const LABEL: &'static str = $label;
+            const RETAINED: (&'static str, &'static str) = $retained;
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
             }
@@ -89,12 +95,15 @@ macro_rules! managed_object {
             fn account(&self) -> Option<&str> {
                 self.spec.account.as_deref()
             }
+            fn deletion_policy(&self) -> DeletionPolicy {
+                self.spec.deletion_policy.unwrap_or_default()
+            }
         }
     )+};
 }
 managed_object!(
-    crate::crd::FsxBackupSchedule => crate::crd::schedule::FsxBackupScheduleStatus, "schedule";
-    crate::crd::FsxBackupCopy => crate::crd::copy::FsxBackupCopyStatus, "copy"
+    crate::crd::FsxBackupSchedule => crate::crd::schedule::FsxBackupScheduleStatus, "schedule", ("BackupsRetained", "backups");
+    crate::crd::FsxBackupCopy => crate::crd::copy::FsxBackupCopyStatus, "copy", ("CopiesRetained", "copies")
 );
 
 /// What an `apply` decided: the status to record, its health (the driver turns
@@ -148,6 +157,10 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
     /// The object is being deleted: whatever its deletion policy asks for.
     /// Returns the event that says what became of the object's backups.
     fn cleanup(&self, object: &Self::Object) -> impl Future<Output = Result<Effect, Error>> + Send;
+    /// Drops what the operator holds for an object that is gone or going
+    /// (metrics series, copy slots). Idempotent: called by its cleanup, when the
+    /// watch reports it deleted, and after a reconcile that finds it gone.
+    fn forget(&self, object: &Self::Object);
     /// After every reconcile (e.g. queue gauges).
     fn after_reconcile(&self) {}
 }
@@ -182,11 +195,14 @@ pub async fn run<R: Reconciler>(
     // bookkeeping, most of an object's size, never read here) it is a fraction.
     let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
     let (reader, writer) = reflector::store();
+    let departures = Departures::new(reconciler.clone(), reader.clone());
+    let mut watching = departures.clone();
     let objects = reflector(
         writer,
         watcher(api, watcher::Config::default().any_semantic())
             .modify(|object: &mut Watched<R>| object.managed_fields_mut().clear()),
     )
+    .inspect_ok(move |event| watching.see(event))
     .applied_objects();
     let controller = Controller::for_stream(objects, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
@@ -215,7 +231,14 @@ pub async fn run<R: Reconciler>(
         controller = controller.reconcile_all_on(changes(rx));
     }
     controller
-        .run(reconcile::<R>, error_policy::<R>, reconciler)
+        .run(
+            reconcile::<R>,
+            error_policy::<R>,
+            Arc::new(Driven {
+                reconciler,
+                departures,
+            }),
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(controller = R::Object::LABEL, error = %err, "reconcile did not complete");
@@ -224,10 +247,17 @@ pub async fn run<R: Reconciler>(
         .await;
 }
 
+/// What every reconcile of one kind is given.
+struct Driven<R: Reconciler> {
+    reconciler: Arc<R>,
+    departures: Departures<R>,
+}
+
 async fn reconcile<R: Reconciler>(
     object: Arc<Watched<R>>,
-    reconciler: Arc<R>,
+    driven: Arc<Driven<R>>,
 ) -> Result<Action, Error> {
+    let reconciler = &*driven.reconciler;
     let ctx = reconciler.context();
     let key = ObjectKey::of(&*object);
     tracing::debug!(object = %key, "reconciling");
@@ -236,7 +266,7 @@ async fn reconcile<R: Reconciler>(
     let deadline = ctx.settings.reconcile_timeout;
     // A bug in one object's reconcile must not take every other object down with
     // it, and nothing it waits for may hold it forever.
-    let guarded = AssertUnwindSafe(guarded(&*reconciler, &api, object.clone())).catch_unwind();
+    let guarded = AssertUnwindSafe(guarded(reconciler, &api, object.clone())).catch_unwind();
     let result = match tokio::time::timeout(deadline, guarded).await {
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
@@ -261,6 +291,9 @@ async fn reconcile<R: Reconciler>(
         ctx.memory(&key, |m| m.failures = 0);
     }
     reconciler.after_reconcile();
+    if driven.departures.after_reconcile(&object) {
+        return Ok(Action::await_change());
+    }
     result
 }
 
@@ -281,38 +314,52 @@ async fn guarded<R: Reconciler>(
         } => return reset_status::<R>(ctx, api, &object, why).await,
         Lenient::Read { .. } => {}
     }
-    finalizer(api, FINALIZER, object, |event| async move {
-        let (Finalizer::Apply(watched) | Finalizer::Cleanup(watched)) = &event;
-        let Some(object) = watched.read() else {
-            return Err(Error::Unreadable("changed while reconciling".into()));
-        };
-        match event {
-            Finalizer::Apply(_) => apply(reconciler, api, object).await,
-            Finalizer::Cleanup(_) => {
-                let note = match reconciler.cleanup(object).await {
-                    Ok(note) => note,
-                    Err(Error::Refused(refused)) => {
-                        // The backups are kept (the finalizer stays): said on the object.
-                        let message = format!(
-                            "the backups cannot be deleted (deletionPolicy Delete): {refused}. Fix the account, or set deletionPolicy: Retain to let the object go"
-                        );
-                        publish_event(ctx, object, true, refused.reason().as_str(), "Delete", &message).await;
-                        return Err(Error::Refused(refused));
-                    }
-                    Err(err) => return Err(err),
-                };
-                perform(ctx, object, None, vec![note]).await;
-                ctx.forget(&ObjectKey::of(object));
-                Ok(Action::await_change())
-            }
+    let wanted = object
+        .read()
+        .is_some_and(|o| o.deletion_policy() == DeletionPolicy::Delete);
+    match finalizer::bring_in_line(api, object, wanted).await? {
+        Step::Apply(watched) => {
+            ctx.saw_version(&*watched);
+            let object = read(&watched)?;
+            apply(reconciler, api, object).await
         }
-    })
-    .await
-    .map_err(|err| match err {
-        kube::runtime::finalizer::Error::ApplyFailed(err)
-        | kube::runtime::finalizer::Error::CleanupFailed(err) => err,
-        other => Error::Finalizer(other.to_string()),
-    })
+        Step::Cleanup(watched) => {
+            let object = read(&watched)?;
+            let note = match reconciler.cleanup(object).await {
+                Ok(note) => note,
+                Err(Error::Refused(refused)) => {
+                    // The backups are kept (the finalizer stays): said on the object.
+                    let message = format!(
+                        "the backups cannot be deleted (deletionPolicy Delete): {refused}. Fix the account, or set deletionPolicy: Retain to let the object go"
+                    );
+                    publish_event(
+                        ctx,
+                        object,
+                        true,
+                        refused.reason().as_str(),
+                        "Delete",
+                        &message,
+                    )
+                    .await;
+                    return Err(Error::Refused(refused));
+                }
+                Err(err) => return Err(err),
+            };
+            finalizer::release(api, &*watched).await?;
+            perform(ctx, object, None, vec![note]).await;
+            ctx.forget(&ObjectKey::of(object));
+            Ok(Action::await_change())
+        }
+        Step::Gone => Ok(Action::await_change()),
+    }
+}
+
+/// The object as its kind; a finalizer patch answers with the object as stored,
+/// which may have become unreadable meanwhile.
+fn read<K>(watched: &Lenient<K>) -> Result<&K, Error> {
+    watched
+        .read()
+        .ok_or_else(|| Error::Unreadable("changed while reconciling".into()))
 }
 
 /// An object that cannot be read as its kind: reported on the object (a Warning
@@ -488,9 +535,12 @@ async fn record<F, K: ManagedObject>(
 fn error_policy<R: Reconciler>(
     object: Arc<Watched<R>>,
     error: &Error,
-    reconciler: Arc<R>,
+    driven: Arc<Driven<R>>,
 ) -> Action {
-    let ctx = reconciler.context();
+    if driven.departures.after_reconcile(&object) {
+        return Action::await_change();
+    }
+    let ctx = driven.reconciler.context();
     let key = ObjectKey::of(&*object);
     let failures = ctx.memory(&key, |m| {
         m.failures = m.failures.saturating_add(1);

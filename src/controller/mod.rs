@@ -10,8 +10,10 @@ mod adopt;
 pub mod brake;
 pub mod cleanup;
 pub mod copy;
+mod departures;
 pub mod driver;
 pub mod effects;
+mod finalizer;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod lenient;
@@ -36,7 +38,8 @@ use crate::notify::Notifier;
 
 /// The name the operator applies status with and reports events as.
 pub const FIELD_MANAGER: &str = "fsx-backup-operator";
-/// Finalizer that lets `deletionPolicy: Delete` remove backups before the object goes.
+/// Finalizer that lets `deletionPolicy: Delete` remove backups before the object
+/// goes; only such objects carry it.
 pub const FINALIZER: &str = "fsxbackup.io/cleanup";
 /// Annotation that asks for one extra backup of every target; its value is a nonce.
 pub const RUN_NOW_ANNOTATION: &str = "fsxbackup.io/run-now";

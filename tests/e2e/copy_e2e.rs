@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::support::operator::eventually;
-use crate::support::world::{REGION, WAIT, World, condition_of, event_notes, events, tag};
+use crate::support::world::{
+    REGION, WAIT, World, condition_of, event_notes, events, events_with, tag,
+};
+use fsx_backup_operator::controller::FINALIZER;
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
 use fsx_emulator::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, FileSystemSeed, FileSystemType,
@@ -391,7 +394,7 @@ async fn user_fixable_errors_stall_with_a_message_and_no_retry_storm() {
 #[tokio::test]
 async fn deleting_a_copy_object_deletes_or_retains_its_copies() {
     crate::support::with_namespace("fbc-delete", |client, namespace| async move {
-        let world = World::new(client, namespace).await;
+        let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         let source = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
         let mut uids = BTreeMap::new();
@@ -400,7 +403,9 @@ async fn deleting_a_copy_object_deletes_or_retains_its_copies() {
                 .create_copy(name, json!({"source": {"backupId": source, "region": REGION}, "destinationRegion": DESTINATION, "deletionPolicy": policy}))
                 .await;
             uids.insert(name, copy.uid().expect("uid"));
-            world.until_copy(name, "copied", |o| is(o, "Ready", "True", "CopyAvailable")).await;
+            let copied = world.until_copy(name, "copied", |o| is(o, "Ready", "True", "CopyAvailable")).await;
+            // Only the object whose deletion has work to do carries the finalizer.
+            assert_eq!(copied.finalizers().iter().any(|f| f == FINALIZER), policy == "Delete", "{name}");
         }
         for name in ["keep", "drop"] {
             world.copies().delete(name, &DeleteParams::default()).await.expect("delete");
@@ -414,6 +419,8 @@ async fn deleting_a_copy_object_deletes_or_retains_its_copies() {
         assert_eq!(copies_of(&world, &uids["keep"]).len(), 1, "Retain keeps the copy");
         assert_eq!(copies_of(&world, &uids["drop"]).len(), 0, "Delete removes the object's own copy");
         assert!(world.backups().iter().any(|b| b.id == source), "the source is never touched");
+        events_with(&client, &namespace, "keep", &[("CopiesRetained", 1)]).await;
+        events_with(&client, &namespace, "drop", &[("CopiesDeleted", 1)]).await;
     })
     .await;
 }

@@ -1495,12 +1495,12 @@ async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_accou
         let schedule = world
             .create(
                 "cycle",
-                json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly", "retention": {"maxCount": 2, "minAvailable": 1}}),
+                json!({"target": {"fileSystemIds": [fs]}, "schedule": "@yearly", "retention": {"maxCount": 2, "minAvailable": 1}, "deletionPolicy": "Delete"}),
             )
             .await;
         let uid = schedule.uid().expect("uid");
         world
-            .until("cycle", "scheduled, with the finalizer", |o| {
+            .until("cycle", "scheduled, with the finalizer (deletionPolicy Delete)", |o| {
                 o.status.as_ref().is_some_and(|s| s.next_schedule_time.is_some())
                     && o.finalizers().iter().any(|f| f == "fsxbackup.io/cleanup")
             })
@@ -1568,7 +1568,8 @@ async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_accou
             Some("operator-0")
         );
 
-        // Deleting both removes the finalizers (an update the operator makes).
+        // Deleting both: the schedule's backups are deleted and its finalizer removed
+        // (an update the operator makes); the copy (Retain) goes at once.
         world
             .copies()
             .delete("cycle-dr", &DeleteParams::default())

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use crate::support::operator::eventually;
 use crate::support::world::{
-    REGION, WAIT, World, condition_of, event_notes, events, events_with, tag, tail,
+    REGION, WAIT, World, condition_of, event_notes, events, events_with, metrics_text, tag, tail,
 };
+use fsx_backup_operator::controller::FINALIZER;
 use fsx_backup_operator::crd::FsxBackupSchedule;
 use fsx_emulator::{BackupSeed, BackupType, FileSystemSeed, FileSystemType};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn condition(object: &FsxBackupSchedule, type_: &str) -> Option<(String, String)> {
@@ -477,7 +478,7 @@ async fn failed_and_busy_backups_are_reported() {
 #[tokio::test]
 async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
     crate::support::with_namespace("fbs-delete", |client, namespace| async move {
-        let world = World::new(client, namespace).await;
+        let world = World::new(client.clone(), namespace.clone()).await;
         let fs = world.file_system(FileSystemType::Windows);
         let foreign = world.emulator.seed_backup(REGION, BackupSeed::of_file_system(&fs, BackupType::UserInitiated)).expect("seed");
         let mut uids = Vec::new();
@@ -491,11 +492,51 @@ async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
             world.api().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate");
             world.until(name, "manual backup AVAILABLE", |o| o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| b.lifecycle == "AVAILABLE")).await;
         }
-        for name in ["keep", "drop"] {
+        // Only an object whose deletion has work to do carries the finalizer.
+        let ours = |o: &FsxBackupSchedule| o.finalizers().iter().any(|f| f == FINALIZER);
+        assert!(!ours(&world.get("keep").await), "Retain: no finalizer");
+        assert!(ours(&world.get("drop").await), "Delete: the finalizer");
+        // The finalizer follows the policy, and another controller's finalizer is kept.
+        let set_policy = |policy: &'static str| {
+            let api = world.api();
+            async move {
+                let patch = json!({"spec": {"deletionPolicy": policy}});
+                api.patch("keep", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("policy");
+            }
+        };
+        let other = json!({"metadata": {"finalizers": ["example.com/other"]}});
+        world.api().patch("keep", &PatchParams::default(), &Patch::Merge(&other)).await.expect("other finalizer");
+        set_policy("Delete").await;
+        world.until("keep", "the finalizer added for Delete", |o| ours(o) && o.finalizers().len() == 2).await;
+        set_policy("Retain").await;
+        world.until("keep", "the finalizer removed for Retain", |o| o.finalizers() == ["example.com/other"]).await;
+        let none = json!({"metadata": {"finalizers": null}});
+        world.api().patch("keep", &PatchParams::default(), &Patch::Merge(&none)).await.expect("drop other finalizer");
+
+        // An object an older operator gave the finalizer under Retain loses it.
+        let upgraded: FsxBackupSchedule = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1", "kind": "FsxBackupSchedule",
+            "metadata": {"name": "upgraded", "finalizers": [FINALIZER]},
+            "spec": {"target": {"fileSystemIds": [fs]}, "schedule": "@yearly"},
+        }))
+        .expect("object");
+        world.api().create(&PostParams::default(), &upgraded).await.expect("create upgraded");
+        world.until("upgraded", "scheduled, without the finalizer", |o| has_next_run(o) && o.finalizers().is_empty()).await;
+
+        // The series of a Retain schedule go with it, though no reconcile saw it deleted.
+        let port = world.operator.metrics_port().expect("metrics port");
+        let series = format!("fsxbackup_next_scheduled_run_timestamp_seconds{{namespace=\"{namespace}\",schedule=\"keep\"}}");
+        let exported = |present: bool| {
+            let series = series.clone();
+            async move { metrics_text(port).await.filter(|m| m.contains(&series) == present).map(|_| ()) }
+        };
+        eventually("keep's series exported", WAIT, || exported(true)).await;
+
+        for name in ["keep", "drop", "upgraded"] {
             world.api().delete(name, &DeleteParams::default()).await.expect("delete");
         }
         let api = world.api();
-        eventually("both objects gone", WAIT, || {
+        eventually("all objects gone", WAIT, || {
             let api = api.clone();
             async move { (api.list(&ListParams::default()).await.ok()?.items.is_empty()).then_some(()) }
         })
@@ -503,6 +544,9 @@ async fn deletion_policies_delete_only_owned_backups_or_retain_them() {
         assert_eq!(world.owned_backups(&uids[0]).len(), 1, "Retain keeps the backup");
         assert_eq!(world.owned_backups(&uids[1]).len(), 0, "Delete removes the object's own backup");
         assert!(world.backups().iter().any(|b| b.id == foreign), "a backup nobody owns survives");
+        eventually("keep's series dropped", WAIT, || exported(false)).await;
+        events_with(&client, &namespace, "keep", &[("BackupsRetained", 1)]).await;
+        events_with(&client, &namespace, "drop", &[("BackupsDeleted", 1)]).await;
     })
     .await;
 }

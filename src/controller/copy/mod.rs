@@ -217,8 +217,7 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
 
     /// Frees the object's copy slots; under `Delete` removes its copies (waiting for
     /// those in progress), under `Retain` leaves them.
-    async fn cleanup(&self, object: &FsxBackupCopy) -> Result<Effect, Error> {
-        let ctx = &*self.ctx;
+    fn forget(&self, object: &FsxBackupCopy) {
         self.shared
             .wake_all(self.shared.slots.forget(&ObjectKey::of(object)));
         let targets = object
@@ -226,13 +225,18 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
             .as_ref()
             .map(|s| s.source_targets.clone())
             .unwrap_or_default();
-        ctx.metrics.forget_copy(
+        self.ctx.metrics.forget_copy(
             &object.namespace().unwrap_or_default(),
             &object.name_any(),
             &targets,
         );
+    }
+
+    async fn cleanup(&self, object: &FsxBackupCopy) -> Result<Effect, Error> {
+        let ctx = &*self.ctx;
+        self.forget(object);
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
-            return Ok(cleanup::retained("CopiesRetained", "copies"));
+            return Ok(cleanup::retained::<FsxBackupCopy>());
         }
         let destination = &ctx
             .place(

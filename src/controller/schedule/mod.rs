@@ -125,16 +125,21 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         Ok(work.finish(now, &valid, pace))
     }
 
-    async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Effect, Error> {
-        let ctx = &*self.ctx;
+    fn forget(&self, object: &FsxBackupSchedule) {
         let targets: Vec<String> = target_ids(object).into_iter().collect();
-        ctx.metrics.forget_schedule(
+        self.ctx.metrics.forget_schedule(
             &object.namespace().unwrap_or_default(),
             &object.name_any(),
             &targets,
         );
+    }
+
+    async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Effect, Error> {
+        let ctx = &*self.ctx;
+        self.forget(object);
+        let targets: Vec<String> = target_ids(object).into_iter().collect();
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
-            return Ok(cleanup::retained("BackupsRetained", "backups"));
+            return Ok(cleanup::retained::<FsxBackupSchedule>());
         }
         let region = object
             .spec
