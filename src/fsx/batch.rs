@@ -116,7 +116,7 @@ trait Lookup: Send + Sync + 'static {
     const OPERATION: &'static str;
     /// Keys one call carries at most.
     const MAX_BATCH: usize;
-    /// Calls in flight at once per lane.
+    /// Calls in flight at once per lane; past the first, only for full calls.
     const MAX_CALLS: usize;
     /// One answer per key; a key left out is answered "incomplete, ask again".
     fn call<F: FsxApi>(
@@ -254,7 +254,13 @@ impl<L: Lookup> Coalescer<L> {
                 };
                 waiting.askers.insert(key, askers);
             }
-            let start = waiting.calls < L::MAX_CALLS;
+            // Another call goes out in parallel only for a full call's worth
+            // beyond what the callers running will take next: a trickle of
+            // lookups (polls spread over minutes) waits at most one call and
+            // goes together, rather than one or two keys per call.
+            let start = waiting.calls == 0
+                || (waiting.calls < L::MAX_CALLS
+                    && waiting.order.len() > L::MAX_BATCH * waiting.calls);
             if start {
                 waiting.calls += 1;
             }

@@ -228,6 +228,50 @@ async fn an_answer_is_never_older_than_its_question() {
     assert_eq!(fsx.inner.calls().len(), 2);
 }
 
+/// Polls that trickle in while a call is in flight wait for it and go out
+/// together in the next call, not one or two ids per parallel call; a second
+/// call goes out at once only for a full call's worth.
+#[tokio::test]
+async fn a_trickle_of_lookups_waits_for_the_call_in_flight_and_goes_together() {
+    let fsx = batched();
+    let at = Place::own("us-east-1");
+    fsx.inner.holding.store(true, Ordering::SeqCst);
+    let poll = |id: String| {
+        let (fsx, at) = (fsx.clone(), at.clone());
+        tokio::spawn(async move { fsx.describe_backups_by_ids(&at, &[id]).await })
+    };
+    let mut polls = vec![poll("backup-first".into())];
+    while fsx.inner.calls().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for n in 0..10 {
+        polls.push(poll(format!("backup-{n:017}")));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        fsx.inner.calls().len(),
+        1,
+        "nothing more went out meanwhile"
+    );
+    // A full call's worth beyond them goes out at once, in parallel.
+    for n in 10..61 {
+        polls.push(poll(format!("backup-{n:017}")));
+    }
+    while fsx.inner.calls().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fsx.inner.holding.store(false, Ordering::SeqCst);
+    fsx.inner.hold.notify_waiters();
+    for polled in polls {
+        let answer = polled.await.unwrap().unwrap();
+        assert_eq!(answer.found.len(), 1);
+    }
+    let sizes: Vec<usize> = fsx.inner.calls().iter().map(|(_, ids)| ids.len()).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 62);
+    assert_eq!(sizes.len(), 3, "1, then 50, then the other 11: {sizes:?}");
+}
+
 /// Calls never mix Regions or roles: a role's lookups go out under that role.
 #[tokio::test]
 async fn lookups_share_calls_only_within_one_region_and_role() {
