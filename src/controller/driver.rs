@@ -191,16 +191,14 @@ pub async fn run<R: Reconciler>(
         synced,
     } = wiring;
     let concurrency = reconciler.context().settings.max_concurrent_reconciles;
-    // The cache keeps every object: without `managedFields` (server-side apply
-    // bookkeeping, most of an object's size, never read here) it is a fraction.
+    // The cache keeps every object, slimmed to what the operator reads.
     let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
     let (reader, writer) = reflector::store();
     let departures = Departures::new(reconciler.clone(), reader.clone());
     let mut watching = departures.clone();
     let objects = reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic())
-            .modify(|object: &mut Watched<R>| object.managed_fields_mut().clear()),
+        watcher(api, watcher::Config::default().any_semantic()).modify(Lenient::slim),
     )
     .inspect_ok(move |event| watching.see(event))
     .applied_objects();

@@ -67,6 +67,23 @@ impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
     }
 }
 
+/// Written by client-side `kubectl apply` (and Argo CD's default sync): a
+/// second copy of the spec as JSON text, never read here.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+impl<K: Resource<DynamicType = ()>> Lenient<K> {
+    /// What the watch cache keeps of an object: without the bookkeeping of the
+    /// tools that write it (`managedFields`, kubectl's last-applied copy of the
+    /// spec), most of a small object's size, never read by the operator.
+    pub fn slim(&mut self) {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        if let Some(annotations) = meta.annotations.as_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+    }
+}
+
 /// Where in the object and what: `spec.retention.maxCount: invalid value: …`.
 fn explain(value: &serde_json::Value, err: &serde_json::Error) -> String {
     let path = locate(value, &err.to_string()).unwrap_or_default();
@@ -174,6 +191,29 @@ mod tests {
 
     fn valid_spec() -> serde_json::Value {
         json!({"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 * * * *"})
+    }
+
+    #[test]
+    fn the_cache_keeps_the_operators_annotations_but_not_the_tools_bookkeeping() {
+        let mut object: Lenient<FsxBackupSchedule> = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1",
+            "kind": "FsxBackupSchedule",
+            "metadata": {
+                "name": "nightly", "namespace": "storage",
+                "annotations": {
+                    LAST_APPLIED: valid_spec().to_string(),
+                    "fsxbackup.io/run-now": "n1",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": valid_spec(),
+        }))
+        .expect("reads");
+        object.slim();
+        assert_eq!(object.meta().managed_fields, None);
+        let annotations = object.meta().annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert_eq!(annotations["fsxbackup.io/run-now"], "n1");
     }
 
     #[test]
