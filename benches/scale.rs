@@ -506,18 +506,26 @@ async fn bench(n: usize, client: Client, audit_log: &std::path::Path) -> Value {
     let operator = run.operator(&["--aws-requests-per-second", "10", "--aws-burst", "20"]);
     let restarted = Instant::now();
     let mut port = None;
-    wait_for("the restarted operator's metrics port", Duration::from_secs(30), async || {
-        port = operator.metrics_port();
-        port.is_some()
-    })
+    wait_for(
+        "the restarted operator's metrics port",
+        Duration::from_secs(30),
+        async || {
+            port = operator.metrics_port();
+            port.is_some()
+        },
+    )
     .await;
     let port = port.expect("the operator logs its metrics address");
     let reconcile_count = r#"fsxbackup_reconcile_duration_seconds_count{controller="schedule"}"#;
     #[allow(clippy::cast_precision_loss)]
-    wait_for("every object reconciled after the restart", Duration::from_mins(10), async || {
-        // The count first: listing every object while it is not yet reached would load the apiserver.
-        metric(port, reconcile_count).await >= n as f64 && count(&schedules, ready).await >= n
-    })
+    wait_for(
+        "every object reconciled after the restart",
+        Duration::from_mins(10),
+        async || {
+            // The count first: listing every object while it is not yet reached would load the apiserver.
+            metric(port, reconcile_count).await >= n as f64 && count(&schedules, ready).await >= n
+        },
+    )
     .await;
     let restart_reconciled = restarted.elapsed().as_secs_f64();
     if n == LATENESS_SIZE {
