@@ -1,12 +1,14 @@
 //! Reconcilers. Each kind is fetch → plan → execute → record:
 //! - [`driver`] runs every kind: the controller loop, the fresh read, the
-//!   finalizer, metrics, the invalid-spec status and the error backoff;
+//!   finalizer, metrics and the invalid-spec status; [`backoff`] when a
+//!   failed reconcile is tried again;
 //! - `<kind>/plan.rs` decides, with no I/O (table-tested);
 //! - `<kind>/mod.rs` fetches from FSx, performs the plan's actions and records
 //!   their results through the planner again;
 //! - [`effects`] performs what a plan reports: events, notifications, metrics.
 
 mod adopt;
+pub mod backoff;
 pub mod brake;
 pub mod cleanup;
 pub mod copy;
