@@ -156,8 +156,8 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
     /// Returns the event that says what became of the object's backups.
     fn cleanup(&self, object: &Self::Object) -> impl Future<Output = Result<Effect, Error>> + Send;
     /// Drops what the operator holds for an object that is gone or going
-    /// (metrics series, copy slots). Idempotent: called by its cleanup, when the
-    /// watch reports it deleted, and after a reconcile that finds it gone.
+    /// (metrics series, copy slots). Idempotent: called before its cleanup, when
+    /// the watch reports it deleted, and after a reconcile that finds it gone.
     fn forget(&self, object: &Self::Object);
     /// After every reconcile (e.g. queue gauges).
     fn after_reconcile(&self) {}
@@ -313,14 +313,19 @@ async fn guarded<R: Reconciler>(
     let wanted = object
         .read()
         .is_some_and(|o| o.deletion_policy() == DeletionPolicy::Delete);
+    let cached = Arc::clone(&object);
     match finalizer::bring_in_line(api, object, wanted).await? {
         Step::Apply(watched) => {
-            ctx.saw_version(&*watched);
+            // A finalizer patch is our write too: the next fresh read must know it.
+            if !Arc::ptr_eq(&watched, &cached) {
+                ctx.saw_version(&*watched);
+            }
             let object = read(&watched)?;
             apply(reconciler, api, object).await
         }
         Step::Cleanup(watched) => {
             let object = read(&watched)?;
+            reconciler.forget(object);
             let note = match reconciler.cleanup(object).await {
                 Ok(note) => note,
                 Err(Error::Refused(refused)) => {

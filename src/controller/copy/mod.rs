@@ -215,8 +215,8 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         Ok(work.finish(now, &valid, pace))
     }
 
-    /// Frees the object's copy slots; under `Delete` removes its copies (waiting for
-    /// those in progress), under `Retain` leaves them.
+    /// Frees the object's copy slots (waking the copies queued behind it) and
+    /// drops its metrics series.
     fn forget(&self, object: &FsxBackupCopy) {
         self.shared
             .wake_all(self.shared.slots.forget(&ObjectKey::of(object)));
@@ -232,9 +232,10 @@ impl<F: FsxApi> Reconciler for CopyReconciler<F> {
         );
     }
 
+    /// Under `Delete` removes its copies (waiting for those in progress), under
+    /// `Retain` leaves them.
     async fn cleanup(&self, object: &FsxBackupCopy) -> Result<Effect, Error> {
         let ctx = &*self.ctx;
-        self.forget(object);
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
             return Ok(cleanup::retained::<FsxBackupCopy>());
         }

@@ -136,7 +136,6 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
 
     async fn cleanup(&self, object: &FsxBackupSchedule) -> Result<Effect, Error> {
         let ctx = &*self.ctx;
-        self.forget(object);
         let targets: Vec<String> = target_ids(object).into_iter().collect();
         if object.spec.deletion_policy.unwrap_or_default() == DeletionPolicy::Retain {
             return Ok(cleanup::retained::<FsxBackupSchedule>());
