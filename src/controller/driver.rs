@@ -113,8 +113,8 @@ pub struct Applied<S> {
     pub health: Health,
     pub effects: Vec<Effect>,
     pub requeue: Duration,
-    /// The status is a checkpoint to make durable before going on (a run
-    /// recorded before it is asked of FSx): once written, the driver applies
+    /// The status is a checkpoint to make durable before going on (a run-now
+    /// request, recorded before it is asked of FSx): once written, the driver applies
     /// again at once on the object as written, in the same reconcile, rather
     /// than waiting for the watch to deliver its own write.
     pub checkpoint: bool,

@@ -103,6 +103,10 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         for (target, listed) in ctx.fsx.describe_backups_of_ids(&at, &to_verify).await {
             work.count_misses(&target, &owner.uid, &listed);
         }
+        if work.checkpointing() {
+            // The driver writes it and applies again at once for the rest.
+            return Ok(work.finish(now, &valid, pace));
+        }
         let found = self.poll(&mut work, &at, &key, now).await;
         work.settle(now, &valid, &owner.uid, found.as_ref());
         let check = BrakeCheck::of(
@@ -239,7 +243,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
             tracing::warn!(target, "deletions held by the deletion brake");
             return work.pruned(target, &plan, &deleted);
         }
-        for id in retention::deletions(&plan, &backups, uid) {
+        for id in work.deletable(target, retention::deletions(&plan, &backups, uid), &backups) {
             let answer = fsx.delete_backup(at, id).await.map(|_| ());
             match &answer {
                 Ok(()) => tracing::info!(target, backup = id, "backup pruned"),

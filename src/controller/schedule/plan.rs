@@ -4,7 +4,7 @@
 //! prunes, the health to report and when to look again. The reconciler
 //! (`mod.rs`) performs the I/O between these steps and feeds the answers back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -74,11 +74,17 @@ pub struct Work {
     /// Runs the schedule passed over, to be counted as missed for each target
     /// that has no backup of them in FSx (see `plan/misses.rs`).
     passed_over: PassedOver,
-    /// The run that became due in this reconcile: it is recorded in the status
-    /// first, and asked of FSx by the next reconcile, so that the status never
-    /// lags behind FSx by more than the run in progress (a write lost after a
-    /// create then costs a replayed call, never a miscount).
-    recording: Option<Timestamp>,
+    /// The last run of each target the status as read accounts for (a backup
+    /// or a counted miss), and the first run it does not record as taken for
+    /// targets with none. A backup of a later run may be all that is left of a
+    /// create whose status write was lost (a crash): retention keeps such
+    /// backups until the status records their run, so the check for missed
+    /// runs always finds them (see `deletable`).
+    recorded: BTreeMap<String, Timestamp>,
+    unrecorded_from: Option<Timestamp>,
+    /// The status must be written before anything is asked of FSx (a run-now
+    /// request, recorded first so every attempt is the same request).
+    checkpoint: bool,
     /// Targets whose backups were listed in this reconcile (retention): their
     /// recovery point is what the listing shows.
     listed: BTreeSet<String>,
@@ -103,6 +109,11 @@ impl Work {
                 last.settled = Some(true);
             }
         }
+        let recorded = status
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), t.last_scheduled_time.as_ref()?.0)))
+            .collect();
         Self {
             generation,
             retention: RetentionProgress::default(),
@@ -113,7 +124,9 @@ impl Work {
             retention_due: BTreeSet::new(),
             run_now_pending: false,
             passed_over: PassedOver::default(),
-            recording: None,
+            recorded,
+            unrecorded_from: None,
+            checkpoint: false,
             listed: BTreeSet::new(),
         }
     }
@@ -151,6 +164,7 @@ impl Work {
             None => upcoming,
         };
         status.observed_schedule = Some(valid.schedule_key.clone());
+        self.unrecorded_from = pending_slot;
         let Some(pending_slot) = pending_slot else {
             status.next_schedule_time = None;
             return None;
@@ -172,7 +186,6 @@ impl Work {
             if let Some(slot) = due.run {
                 let previous_run = status.last_schedule_time.replace(Time(slot)).map(|t| t.0);
                 run = Some(slot);
-                self.recording = Some(slot);
                 if let Some(previous_run) = previous_run.filter(|p| *p < slot) {
                     self.owed_runs_missed(previous_run);
                 }
@@ -197,9 +210,10 @@ impl Work {
         self.status.observed_generation != self.generation
     }
 
-    /// Whether this reconcile only records a run that became due (see `recording_run`).
-    pub fn recording_run(&self) -> bool {
-        self.recording.is_some()
+    /// Whether this reconcile records a run-now request before going on: it
+    /// asks FSx nothing more until that is written.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpoint
     }
 
     /// Step 2: whether the targets must be resolved again (selectors may match
@@ -268,7 +282,7 @@ impl Work {
             .last_schedule_time
             .as_ref()
             .map(|t| t.0)
-            .filter(|_| !valid.suspended && self.recording.is_none());
+            .filter(|_| !valid.suspended);
         if let Some(run_slot) = run_slot {
             let late = run_slot
                 .checked_add(offset)
@@ -311,14 +325,16 @@ impl Work {
             let requested = match &self.status.run_now_request {
                 Some(request) if request.nonce == nonce => request.request_time.0,
                 _ => {
-                    // Recorded first: every attempt from here on is the same request.
+                    // Recorded first, before anything is asked of FSx: every
+                    // attempt from here on is the same request, and a crash
+                    // cannot lose it. The scheduled creates follow with it.
                     self.status.run_now_request = Some(RunNowRequest {
                         nonce: nonce.to_owned(),
                         request_time: Time(now),
                     });
                     self.run_now_pending = true;
-                    self.retry_soon = true;
-                    return creates;
+                    self.checkpoint = true;
+                    return Vec::new();
                 }
             };
             for target in self.status.targets.iter().filter(|t| is_backed_up(t)) {

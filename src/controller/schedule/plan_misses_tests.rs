@@ -123,3 +123,83 @@ fn runs_backed_up_before_a_lost_status_write_are_not_counted_as_missed() {
     }
     assert_eq!(work.status.missed_runs, Some(2));
 }
+
+#[test]
+fn retention_keeps_a_backup_until_the_status_records_its_run() {
+    // A crash loop: the 11:00 and 12:00 backups were made but every status write
+    // since 10:00 was lost, so the status still says 11:00 is next. maxCount 1
+    // would prune both; if it did, the next look would count them missed.
+    let valid = hourly(json!({"retention": {"maxCount": 1}}));
+    let made = |id: &str, run: &str| {
+        let mut b = backup(id, Lifecycle::Available, "2026-03-01T09:00:00Z");
+        b.tags.insert(SCHEDULED_TIME_KEY.into(), run.into());
+        b.created_at = run.parse().ok();
+        b
+    };
+    let listed = vec![
+        made("backup-00000010", "2026-03-01T10:00:00Z"),
+        made("backup-00000011", "2026-03-01T11:00:00Z"),
+        made("backup-00000012", "2026-03-01T12:00:00Z"),
+    ];
+    let prune = |status: &FsxBackupScheduleStatus, now: Timestamp, listed: &[Backup]| {
+        let mut work = Work::start(Some(status), Some(1));
+        work.runs(now, &valid);
+        verify_misses(&mut work, listed);
+        let plan = retention::plan(
+            now,
+            &valid.retention,
+            valid.schedule.time_zone(),
+            listed,
+            UID,
+        );
+        let deletable: Vec<String> = work
+            .deletable(
+                "fs-0123456789abcdef0",
+                retention::deletions(&plan, listed, UID),
+                listed,
+            )
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        work.pruned("fs-0123456789abcdef0", &plan, &[]);
+        (work, deletable)
+    };
+    let mut lost = pending(&valid, "2026-03-01T11:00:00Z");
+    lost.targets[0].last_scheduled_time = Some(Time(at("2026-03-01T10:00:00Z")));
+    for now in ["2026-03-01T12:00:30Z", "2026-03-01T13:00:30Z"] {
+        let (work, deletable) = prune(&lost, at(now), &listed);
+        assert_eq!(deletable, vec!["backup-00000010"], "at {now}");
+        assert_eq!(
+            work.status.missed_runs, None,
+            "at {now}: every run was made"
+        );
+        let kept = &work.status.targets[0].managed_backups;
+        assert!(
+            kept.iter()
+                .any(|b| b.id == "backup-00000011"
+                    && b.kept_by.as_deref() == Some("pendingDeletion")),
+            "at {now}: kept, listed as a deletion still to do: {kept:?}"
+        );
+    }
+
+    // The 12:00 run is recorded as taken, but its create's answer was lost, so
+    // the target still owes it; a newer run-now backup would have it pruned.
+    let mut owed = pending(&valid, "2026-03-01T13:00:00Z");
+    owed.last_schedule_time = Some(Time(at("2026-03-01T12:00:00Z")));
+    owed.targets[0].last_scheduled_time = Some(Time(at("2026-03-01T11:00:00Z")));
+    let mut with_run_now = listed.clone();
+    with_run_now.push(made("backup-000000a1", "2026-03-01T12:30:00Z"));
+    with_run_now[3]
+        .tags
+        .insert(SCHEDULED_TIME_KEY.into(), "run-now:n1".into());
+    let (_, deletable) = prune(&owed, at("2026-03-01T12:40:00Z"), &with_run_now);
+    assert_eq!(deletable, vec!["backup-00000010", "backup-00000011"]);
+
+    // Recorded at last: retention goes ahead.
+    owed.targets[0].last_scheduled_time = Some(Time(at("2026-03-01T12:00:00Z")));
+    let (_, deletable) = prune(&owed, at("2026-03-01T12:40:00Z"), &with_run_now);
+    assert_eq!(
+        deletable,
+        vec!["backup-00000010", "backup-00000011", "backup-00000012"]
+    );
+}

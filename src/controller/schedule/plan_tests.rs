@@ -120,18 +120,7 @@ fn reconcile_creates(
 ) -> (Work, Vec<Create>) {
     let mut work = Work::start(Some(status), Some(1));
     work.runs(now, valid);
-    let mut creates = work.creates(now, valid, &owner(), None);
-    if work.recording_run() {
-        // The run is recorded first; the next reconcile asks FSx for it.
-        assert!(creates.is_empty(), "nothing asked while recording the run");
-        verify_misses(&mut work, &[]);
-        let effects = std::mem::take(&mut work.effects);
-        let recorded = work.status.clone();
-        work = Work::start(Some(&recorded), Some(1));
-        work.effects = effects;
-        assert_eq!(work.runs(now, valid), None, "recorded: not due again");
-        creates = work.creates(now, valid, &owner(), None);
-    }
+    let creates = work.creates(now, valid, &owner(), None);
     for create in &creates {
         work.created(now, valid, create, answer(create));
     }
@@ -184,20 +173,13 @@ fn a_due_run_makes_one_backup_per_target_with_a_replayable_token() {
         ..TargetStatus::default()
     });
     let now = slot + SignedDuration::from_secs(2);
-    let mut work = Work::start(Some(&status), Some(1));
-    assert_eq!(work.runs(now, &valid), Some(slot));
-    assert!(work.recording_run());
-    assert!(
-        work.creates(now, &valid, &owner(), None).is_empty(),
-        "the run is recorded before anything is asked of FSx"
-    );
+    let (work, creates) = reconcile_creates(&valid, &status, now, |_| Err(busy()));
     let recorded = work.finish(now, &valid, PACE);
-    assert!(
-        recorded.requeue <= Duration::from_millis(100),
-        "looked at again at once"
-    );
     assert_eq!(recorded.status.last_schedule_time, Some(Time(slot)));
-    let (_, creates) = reconcile_creates(&valid, &recorded.status, now, |_| Err(busy()));
+    assert!(
+        !recorded.checkpoint,
+        "asked in the reconcile it became due in: no write before FSx is asked"
+    );
     assert_eq!(creates.len(), 2);
     for create in &creates {
         assert_eq!(create.slot, slot);
@@ -449,6 +431,29 @@ fn run_now_asks_once_per_nonce_and_finishes_when_every_target_has_its_backup() {
         work.creates(seen, &valid, &owner(), Some("n1")).is_empty(),
         "same nonce: nothing more"
     );
+}
+
+#[test]
+fn a_run_now_request_is_written_before_anything_is_asked_then_goes_with_the_due_run() {
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T10:00:00Z");
+    let now = at("2026-03-01T10:00:05Z");
+    let mut work = Work::start(Some(&status), Some(1));
+    assert_eq!(work.runs(now, &valid), Some(at("2026-03-01T10:00:00Z")));
+    assert!(
+        work.creates(now, &valid, &owner(), Some("n1")).is_empty(),
+        "not even the due run: the request is written first"
+    );
+    assert!(work.checkpointing());
+    let recorded = work.finish(now, &valid, PACE);
+    assert!(recorded.checkpoint, "the driver goes on once it is written");
+    // The pass on the object as written: the due run and the run-now together.
+    let mut work = Work::start(Some(&recorded.status), Some(1));
+    assert_eq!(work.runs(now, &valid), None, "the run is recorded as taken");
+    let creates = work.creates(now, &valid, &owner(), Some("n1"));
+    let runs: Vec<Option<&str>> = creates.iter().map(|c| c.run_now.as_deref()).collect();
+    assert_eq!(runs, vec![None, Some("n1")]);
+    assert!(!work.checkpointing());
 }
 
 #[test]

@@ -149,4 +149,31 @@ impl Work {
             note,
         ));
     }
+
+    /// Step 6, before deleting: the backups of `deletions` (of `target_id`)
+    /// that retention may delete now. A backup of a run the status as read
+    /// does not account for yet (its create's status write was lost) waits
+    /// until it does: the check for missed runs reads FSx's tags, and must
+    /// find it there.
+    pub fn deletable<'a>(
+        &self,
+        target_id: &str,
+        deletions: Vec<&'a str>,
+        backups: &[Backup],
+    ) -> Vec<&'a str> {
+        let unaccounted = |run: Timestamp| match self.recorded.get(target_id) {
+            Some(last) => run > *last,
+            None => self.unrecorded_from.is_some_and(|from| run >= from),
+        };
+        let waits = |id: &str| {
+            backups.iter().any(|b| {
+                b.id == id
+                    && b.tags
+                        .get(SCHEDULED_TIME_KEY)
+                        .and_then(|t| t.parse::<Timestamp>().ok())
+                        .is_some_and(unaccounted)
+            })
+        };
+        deletions.into_iter().filter(|id| !waits(id)).collect()
+    }
 }

@@ -62,7 +62,7 @@ impl Work {
             health,
             effects: self.effects,
             requeue,
-            checkpoint: self.recording.is_some(),
+            checkpoint: self.checkpoint,
         }
     }
 
@@ -209,8 +209,8 @@ impl Work {
         if self.retry_soon {
             wake = wake.min(pace.retry);
         }
-        if self.recording.is_some() {
-            // The status write wakes the object too; this is the fallback.
+        if self.checkpoint {
+            // The driver goes on at once once the status is written; the fallback.
             wake = Duration::ZERO;
         }
         for expiry in status

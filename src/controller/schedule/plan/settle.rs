@@ -148,7 +148,10 @@ impl Work {
                         None if held => {
                             kept.push(backup_ref(decision, None, Some(DELETION_HELD)));
                         }
-                        None => {}
+                        // Kept until its run is recorded (`deletable`): deleted next time.
+                        None => {
+                            kept.push(backup_ref(decision, None, Some(PENDING_DELETION)));
+                        }
                     }
                 }
                 Verdict::Keep {
