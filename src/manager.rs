@@ -69,8 +69,8 @@ pub struct Options {
     #[arg(long, env = "FSXBO_COPY_SLOTS_PER_REGION", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub copy_slots_per_region: u32,
     /// Reconciles running at once per controller; 0 = unlimited (runs on time first).
-    /// A limit bounds memory when thousands of objects are due at the same instant,
-    /// at the cost of lateness (see the README's benchmark).
+    /// Rarely needed: a reconcile waiting for its turn to act on FSx or to write
+    /// its status is small, and those turns are bounded on their own.
     #[arg(long, env = "FSXBO_MAX_CONCURRENT_RECONCILES", default_value_t = 0)]
     pub max_concurrent_reconciles: u16,
     /// Longest one reconcile may run before it is abandoned and retried (e.g. an

@@ -18,6 +18,7 @@ pub mod effects;
 mod finalizer;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod gates;
 pub mod lenient;
 pub mod schedule;
 
@@ -145,6 +146,8 @@ pub struct Context<F> {
     /// `None` when notifications are off (tests without SNS).
     pub notifier: Option<Notifier>,
     memory: Mutex<HashMap<ObjectKey, ObjectMemory>>,
+    /// Turns at acting on FSx and writing to the apiserver.
+    pub gates: gates::Gates,
 }
 
 impl<F> fmt::Debug for Context<F> {
@@ -175,6 +178,7 @@ impl<F> Context<F> {
             metrics,
             notifier,
             memory: Mutex::default(),
+            gates: gates::Gates::default(),
         })
     }
 
@@ -185,7 +189,11 @@ impl<F> Context<F> {
         account: Option<&str>,
         key: &ObjectKey,
     ) -> Result<Option<Arc<Role>>, Error> {
-        Ok(self.accounts.role_for(account, key).await??)
+        if account.is_none() {
+            return Ok(None);
+        }
+        // Boxed: its future is large, and every reconcile would carry its size.
+        Ok(Box::pin(self.accounts.role_for(account, key)).await??)
     }
 
     /// Where the object `key` calls FSx in `region`.

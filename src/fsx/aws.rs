@@ -28,8 +28,8 @@ type Session = Option<aws_sdk_fsx::config::Builder>;
 macro_rules! send {
     ($call:expr, $session:expr) => {
         match $session {
-            Some(session) => $call.customize().config_override(session).send().await,
-            None => $call.send().await,
+            Some(session) => Box::pin($call.customize().config_override(session).send()).await,
+            None => Box::pin($call.send()).await,
         }
     };
 }

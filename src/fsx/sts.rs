@@ -90,16 +90,19 @@ impl Sessions {
 
     async fn assume(&self, role: &Role, at: &Place) -> Result<Session, FsxError> {
         let seconds = i32::try_from(role.session_duration.as_secs()).unwrap_or(i32::MAX);
-        let output = self
-            .sts
-            .assume_role()
-            .role_arn(&role.arn)
-            .role_session_name(&role.session_name)
-            .set_external_id(role.external_id.clone())
-            .duration_seconds(seconds.max(900))
-            .send()
-            .await
-            .map_err(|err| about_role(role, from_sdk("AssumeRole", &at.to_string(), &err)))?;
+        // Boxed: the SDK's future is large, and every caller waiting on a
+        // session would otherwise carry its size.
+        let output = Box::pin(
+            self.sts
+                .assume_role()
+                .role_arn(&role.arn)
+                .role_session_name(&role.session_name)
+                .set_external_id(role.external_id.clone())
+                .duration_seconds(seconds.max(900))
+                .send(),
+        )
+        .await
+        .map_err(|err| about_role(role, from_sdk("AssumeRole", &at.to_string(), &err)))?;
         let Some(given) = output.credentials() else {
             return Err(about_role(role, incomplete_answer("AssumeRole", at)));
         };
