@@ -247,6 +247,9 @@ async fn handle_fsx(
             if execution.token.is_some() {
                 record.client_request_token = execution.token;
             }
+            if !plan.latency_after_write.is_zero() {
+                tokio::time::sleep(plan.latency_after_write).await;
+            }
             execution.result
         }
     };

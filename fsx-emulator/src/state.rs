@@ -250,6 +250,7 @@ pub(crate) enum FaultAction {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FaultPlan {
     pub(crate) latency: Duration,
+    pub(crate) latency_after_write: Duration,
     pub(crate) action: FaultAction,
 }
 
@@ -432,10 +433,10 @@ impl State {
             .only_operations
             .as_ref()
             .is_none_or(|ops| ops.iter().any(|o| o == operation));
-        let latency = if eligible {
-            self.faults.latency
+        let (latency, latency_after_write) = if eligible {
+            (self.faults.latency, self.faults.latency_after_write)
         } else {
-            Duration::ZERO
+            (Duration::ZERO, Duration::ZERO)
         };
         let action = if deny {
             FaultAction::Deny
@@ -453,7 +454,11 @@ impl State {
         } else {
             FaultAction::None
         };
-        FaultPlan { latency, action }
+        FaultPlan {
+            latency,
+            latency_after_write,
+            action,
+        }
     }
 
     fn chance(&mut self, rate: f64) -> bool {

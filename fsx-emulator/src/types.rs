@@ -590,6 +590,10 @@ pub struct Faults {
     /// Delay added before every eligible request is processed.
     #[serde(rename = "latency_seconds", with = "duration_secs")]
     pub latency: Duration,
+    /// Delay added after an eligible request took effect, before its answer
+    /// (FSx slow to answer a call it carried out).
+    #[serde(rename = "latency_after_write_seconds", with = "duration_secs")]
+    pub latency_after_write: Duration,
     /// When set, only these operations (e.g. `CreateBackup`) are eligible for
     /// the faults above.
     pub only_operations: Option<Vec<String>>,

@@ -284,17 +284,12 @@ async fn reconcile<R: Reconciler>(
         }
         Err(_) => {
             let note = format!(
-                "the reconcile did not finish within {deadline:?} (an FSx or Kubernetes call that does not answer); retrying with backoff"
+                "the reconcile did not finish within {deadline:?} (an FSx or Kubernetes call that does not answer, or a long queue behind the FSx rate limit); retrying with backoff"
             );
-            Box::pin(publish_event(
-                ctx,
-                &*object,
-                true,
-                "ReconcileTimedOut",
-                "Reconcile",
-                &note,
-            ))
-            .await;
+            // Many may time out together (a place's queue behind its rate limit).
+            let event =
+                || publish_event(ctx, &*object, true, "ReconcileTimedOut", "Reconcile", &note);
+            ctx.gates.record(event).await;
             Err(Error::TimedOut(deadline))
         }
     };
@@ -471,9 +466,10 @@ async fn apply_once<R: Reconciler>(
     let ctx = reconciler.context();
     let now = ctx.clock.now();
     let previous = object.status();
+    let region = object.region().or(ctx.settings.default_region.as_deref());
     let place = (
         object.account().map(str::to_owned),
-        object.region().map(str::to_owned),
+        region.map(str::to_owned),
     );
     let (applied, action) = match reconciler.validate(object, now) {
         Ok(valid) => match ctx

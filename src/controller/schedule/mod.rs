@@ -196,7 +196,7 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         key: &ObjectKey,
         now: Timestamp,
     ) -> Option<crate::fsx::BackupsById> {
-        let in_flight = work.in_flight();
+        let in_flight = work.to_poll();
         if in_flight.is_empty() || !self.ctx.poll_due(key, now) {
             return None;
         }

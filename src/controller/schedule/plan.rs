@@ -4,7 +4,7 @@
 //! prunes, the health to report and when to look again. The reconciler
 //! (`mod.rs`) performs the I/O between these steps and feeds the answers back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -74,14 +74,17 @@ pub struct Work {
     /// Runs the schedule passed over, to be counted as missed for each target
     /// that has no backup of them in FSx (see `plan/misses.rs`).
     passed_over: PassedOver,
-    /// The last run of each target the status as read accounts for (a backup
-    /// or a counted miss), and the first run it does not record as taken for
-    /// targets with none. A backup of a later run may be all that is left of a
-    /// create whose status write was lost (a crash): retention keeps such
-    /// backups until the status records their run, so the check for missed
-    /// runs always finds them (see `deletable`).
-    recorded: BTreeMap<String, Timestamp>,
+    /// What the status as read leaves to check against FSx later: the runs
+    /// from this one on (not recorded as taken), and the run taken last with
+    /// the targets that still owe it. A backup of such a run may be all that is
+    /// left of a create whose status write or answer was lost: retention keeps
+    /// it until the status accounts for its run, so the check for missed runs
+    /// finds it (see `deletable`).
     unrecorded_from: Option<Timestamp>,
+    owed: Option<(Timestamp, BTreeSet<String>)>,
+    /// Backups asked for in this reconcile: FSx's answer told their state, so
+    /// they are not looked up again until the next poll.
+    asked: Vec<String>,
     /// The status must be written before anything is asked of FSx (a run-now
     /// request, recorded first so every attempt is the same request).
     checkpoint: bool,
@@ -109,11 +112,17 @@ impl Work {
                 last.settled = Some(true);
             }
         }
-        let recorded = status
-            .targets
-            .iter()
-            .filter_map(|t| Some((t.id.clone(), t.last_scheduled_time.as_ref()?.0)))
-            .collect();
+        let owed = status.last_schedule_time.as_ref().map(|run| {
+            let owing = status
+                .targets
+                .iter()
+                .filter(|t| {
+                    is_backed_up(t) && t.last_scheduled_time.as_ref().is_none_or(|at| at.0 < run.0)
+                })
+                .map(|t| t.id.clone())
+                .collect();
+            (run.0, owing)
+        });
         Self {
             generation,
             retention: RetentionProgress::default(),
@@ -124,7 +133,8 @@ impl Work {
             retention_due: BTreeSet::new(),
             run_now_pending: false,
             passed_over: PassedOver::default(),
-            recorded,
+            owed,
+            asked: Vec::new(),
             unrecorded_from: None,
             checkpoint: false,
             listed: BTreeSet::new(),
@@ -427,6 +437,7 @@ impl Work {
                 };
                 observe(&mut last, &backup);
                 target.last_backup = Some(last);
+                self.asked.push(backup.id);
             }
             Err(err) => {
                 let FsxError::UserAction { reason, .. } = err else {

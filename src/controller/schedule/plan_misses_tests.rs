@@ -194,6 +194,18 @@ fn retention_keeps_a_backup_until_the_status_records_its_run() {
         .insert(SCHEDULED_TIME_KEY.into(), "run-now:n1".into());
     let (_, deletable) = prune(&owed, at("2026-03-01T12:40:00Z"), &with_run_now);
     assert_eq!(deletable, vec!["backup-00000010", "backup-00000011"]);
+    // The same for a target with no run recorded at all (new, or just selected).
+    let mut first = owed.clone();
+    first.targets[0].last_scheduled_time = None;
+    let (_, deletable) = prune(&first, at("2026-03-01T12:40:00Z"), &with_run_now);
+    assert_eq!(deletable, vec!["backup-00000010", "backup-00000011"]);
+    // A target no longer selected owes nothing: no check will look for it.
+    first.targets[0].not_selected = Some(true);
+    let (_, deletable) = prune(&first, at("2026-03-01T12:40:00Z"), &with_run_now);
+    assert_eq!(
+        deletable,
+        vec!["backup-00000010", "backup-00000011", "backup-00000012"]
+    );
 
     // Recorded at last: retention goes ahead.
     owed.targets[0].last_scheduled_time = Some(Time(at("2026-03-01T12:00:00Z")));

@@ -201,6 +201,38 @@ fn a_due_run_makes_one_backup_per_target_with_a_replayable_token() {
 }
 
 #[test]
+fn a_backup_just_asked_for_is_looked_up_at_the_next_poll_not_at_once() {
+    let valid = hourly(json!({}));
+    let mut status = pending(&valid, "2026-03-01T11:00:00Z");
+    // An older backup of another target is still in flight: it is polled.
+    status.targets.push(TargetStatus {
+        id: "fs-0123456789abcdef1".into(),
+        last_backup: Some(LastBackup {
+            id: "backup-0000000old".into(),
+            lifecycle: "CREATING".into(),
+            ..LastBackup::default()
+        }),
+        not_selected: Some(true),
+        ..TargetStatus::default()
+    });
+    let now = at("2026-03-01T11:00:01Z");
+    let (work, creates) = reconcile_creates(&valid, &status, now, |_| {
+        Ok(backup(
+            "backup-0000000new",
+            Lifecycle::Creating,
+            "2026-03-01T11:00:01Z",
+        ))
+    });
+    assert_eq!(creates.len(), 1);
+    assert_eq!(
+        work.in_flight(),
+        vec!["backup-0000000new", "backup-0000000old"]
+    );
+    assert_eq!(work.to_poll(), vec!["backup-0000000old"]);
+    assert!(work.finish(now, &valid, PACE).requeue <= PACE.poll);
+}
+
+#[test]
 fn a_target_that_has_its_backup_for_the_run_is_not_asked_again() {
     let valid = hourly(json!({}));
     let slot = at("2026-03-01T11:00:00Z");

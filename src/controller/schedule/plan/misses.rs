@@ -151,19 +151,22 @@ impl Work {
     }
 
     /// Step 6, before deleting: the backups of `deletions` (of `target_id`)
-    /// that retention may delete now. A backup of a run the status as read
-    /// does not account for yet (its create's status write was lost) waits
-    /// until it does: the check for missed runs reads FSx's tags, and must
-    /// find it there.
+    /// that retention may delete now. A backup of a run that a later check for
+    /// missed runs will look for in FSx (a run the status as read does not
+    /// record as taken, or one the target still owes) waits until the status
+    /// accounts for it. Once the next run is taken, neither holds any more.
     pub fn deletable<'a>(
         &self,
         target_id: &str,
         deletions: Vec<&'a str>,
         backups: &[Backup],
     ) -> Vec<&'a str> {
-        let unaccounted = |run: Timestamp| match self.recorded.get(target_id) {
-            Some(last) => run > *last,
-            None => self.unrecorded_from.is_some_and(|from| run >= from),
+        let unaccounted = |run: Timestamp| {
+            self.unrecorded_from.is_some_and(|from| run >= from)
+                || self
+                    .owed
+                    .as_ref()
+                    .is_some_and(|(last, owing)| run == *last && owing.contains(target_id))
         };
         let waits = |id: &str| {
             backups.iter().any(|b| {

@@ -25,6 +25,15 @@ impl Work {
             .collect()
     }
 
+    /// Step 5: the backups in flight to look up now: not those just asked for,
+    /// whose state FSx's answer told (a lookup at once would only cost a call,
+    /// and under the rate limit delay the next run's create).
+    pub fn to_poll(&self) -> Vec<String> {
+        let mut ids = self.in_flight();
+        ids.retain(|id| !self.asked.contains(id));
+        ids
+    }
+
     /// Step 5: what the lookup found (`None`: no lookup this time), then settles
     /// every last backup that reached a final state or its timeout. A backup the
     /// object `owner_uid` does not own (a status edited to name it) is dropped
