@@ -197,7 +197,10 @@ impl<F: FsxApi> ScheduleReconciler<F> {
         now: Timestamp,
     ) -> Option<crate::fsx::BackupsById> {
         let in_flight = work.to_poll();
-        if in_flight.is_empty() || !self.ctx.poll_due(key, now) {
+        // Checked (and counted as a look) first: a reconcile that just asked
+        // for a backup has FSx's answer, so the next one waits a poll interval.
+        let due = self.ctx.poll_due(key, now);
+        if in_flight.is_empty() || !due {
             return None;
         }
         match self.ctx.fsx.describe_backups_by_ids(at, &in_flight).await {

@@ -387,3 +387,39 @@ fn a_policy_change_that_deletes_many_at_once_waits_for_the_approval_of_its_gener
     let mut work = Work::start(Some(&status), Some(2));
     assert!(!work.hold_deletions(target, &small, &check(None)));
 }
+
+#[test]
+fn a_backup_in_progress_changes_the_status_only_when_it_ends() {
+    let valid = hourly(json!({}));
+    let mut status = pending(&valid, "2026-03-01T12:00:00Z");
+    status.targets[0].last_backup = Some(LastBackup {
+        id: "backup-00000002".into(),
+        lifecycle: "CREATING".into(),
+        progress_percent: Some(0),
+        request_time: Some(Time(at("2026-03-01T11:00:00Z"))),
+        ..LastBackup::default()
+    });
+    let now = at("2026-03-01T11:05:00Z");
+    let poll = |status: &FsxBackupScheduleStatus, lifecycle: Lifecycle, progress: i32| {
+        let mut work = Work::start(Some(status), Some(1));
+        let mut found = backup("backup-00000002", lifecycle, "2026-03-01T11:00:00Z");
+        found.progress_percent = Some(progress);
+        let found = BackupsById {
+            found: vec![found],
+            missing: Vec::new(),
+        };
+        work.settle(now, &valid, UID, Some(&found));
+        work.status
+    };
+    // Its steps in between are not status changes, so not status writes.
+    for (lifecycle, progress) in [(Lifecycle::Creating, 40), (Lifecycle::Transferring, 80)] {
+        assert_eq!(poll(&status, lifecycle, progress), status);
+    }
+    let ended = poll(&status, Lifecycle::Available, 100);
+    let last = ended.targets[0].last_backup.as_ref().expect("last");
+    assert_eq!(
+        (last.lifecycle.as_str(), last.progress_percent),
+        ("AVAILABLE", Some(100))
+    );
+    assert_eq!(ended.last_successful_time, Some(Time(now)));
+}

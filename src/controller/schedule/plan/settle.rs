@@ -185,8 +185,13 @@ impl Work {
 }
 
 pub(super) fn observe(last: &mut LastBackup, backup: &Backup) {
-    // Progress is recorded with a lifecycle change only: one status write per
-    // poll of a long backup would be most of the apiserver's load.
+    // A backup in progress is recorded once, as first seen, and then when it
+    // ends: its steps in between (CREATING, TRANSFERRING, progress) would each
+    // cost a status write, and a run is two (asked, settled).
+    let known = !last.lifecycle.is_empty();
+    if known && Lifecycle::parse(&last.lifecycle).in_progress() && backup.lifecycle.in_progress() {
+        return;
+    }
     if last.lifecycle != backup.lifecycle.as_str() {
         last.progress_percent = backup.progress_percent;
     }
