@@ -131,13 +131,20 @@ async fn a_crash_loop_with_faults_loses_nothing_and_doubles_nothing() {
         world.restart_operator();
         let last = first + SignedDuration::from_hours(i64::try_from(kills).expect("small"));
         world.clock.set_now(last + SignedDuration::from_secs(30));
+        // Taken, and AVAILABLE in FSx (the status's last backup may be a
+        // run-now served in the same reconcile, after it).
         world
-            .until("hourly", "the last run AVAILABLE", |o| {
-                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_backup.as_ref()).is_some_and(|b| {
-                    b.lifecycle == "AVAILABLE" && b.scheduled_time.as_ref().is_some_and(|t| t.0 == last)
-                })
+            .until("hourly", "the last run taken", |o| {
+                o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_scheduled_time.as_ref()).is_some_and(|t| t.0 == last)
             })
             .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !world.owned_backups(&uid).iter().any(|b| {
+            b.lifecycle == BackupLifecycle::Available && tag(b, "fsxbackup.io/scheduled-time").and_then(|t| t.parse::<Timestamp>().ok()) == Some(last)
+        }) {
+            assert!(Instant::now() < deadline, "the last run's backup never became AVAILABLE");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let handled = nonces.last().cloned();
         world
             .until("hourly", "every run-now handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.clone()) == handled)
