@@ -138,7 +138,7 @@ async fn a_crash_loop_with_faults_loses_nothing_and_doubles_nothing() {
                 o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_scheduled_time.as_ref()).is_some_and(|t| t.0 == last)
             })
             .await;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         while !world.owned_backups(&uid).iter().any(|b| {
             b.lifecycle == BackupLifecycle::Available && tag(b, "fsxbackup.io/scheduled-time").and_then(|t| t.parse::<Timestamp>().ok()) == Some(last)
         }) {
