@@ -116,9 +116,7 @@ impl Work {
             let owing = status
                 .targets
                 .iter()
-                .filter(|t| {
-                    is_backed_up(t) && t.last_scheduled_time.as_ref().is_none_or(|at| at.0 < run.0)
-                })
+                .filter(|t| owes(t, run.0))
                 .map(|t| t.id.clone())
                 .collect();
             (run.0, owing)
@@ -369,12 +367,7 @@ impl Work {
             .status
             .targets
             .iter_mut()
-            .filter(|t| {
-                is_backed_up(t)
-                    && t.last_scheduled_time
-                        .as_ref()
-                        .is_none_or(|at| at.0 < previous_run)
-            })
+            .filter(|t| owes(t, previous_run))
             .map(|t| {
                 t.last_scheduled_time = Some(Time(previous_run));
                 let why = t
@@ -497,6 +490,15 @@ fn is_selected(target: &TargetStatus) -> bool {
 /// system matched by a selector): FSx is not asked for what it must refuse.
 fn is_backed_up(target: &TargetStatus) -> bool {
     is_selected(target) && target.reason.as_deref() != Some(Reason::TargetNotBackupable.as_str())
+}
+
+/// Whether `target` is backed up and has no backup or counted miss of `run` yet.
+fn owes(target: &TargetStatus, run: Timestamp) -> bool {
+    is_backed_up(target)
+        && target
+            .last_scheduled_time
+            .as_ref()
+            .is_none_or(|at| at.0 < run)
 }
 
 /// A backup whose final state is not yet known and that is not given up on.
