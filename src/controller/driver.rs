@@ -28,6 +28,7 @@ use super::backoff::{MAX_BACKOFF, retry_delay};
 use super::departures::Departures;
 use super::effects::{Effect, fold_normal_events, perform, publish_event};
 use super::finalizer::{self, Step};
+use super::incarnation;
 use super::lenient::Lenient;
 use super::{Context, Error, ObjectKey};
 use crate::conditions::{Health, Reason};
@@ -434,9 +435,15 @@ async fn reset_status<R: Reconciler>(
     let message = format!("the status cannot be read ({why}); it is rebuilt from FSx");
     publish_event(ctx, object, true, "StatusRebuilt", "Read", &message).await;
     let params = kube::api::PatchParams::default();
-    let patch = serde_json::json!({ "status": null });
-    api.patch_status(&key.name, &params, &kube::api::Patch::Merge(&patch))
-        .await?;
+    let removal = json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+        path: incarnation::pointer("/status"),
+    });
+    api.patch_status(
+        &key.name,
+        &params,
+        &incarnation::patch(object, vec![removal]),
+    )
+    .await?;
     // The status change is watched: the rebuild follows at once.
     Ok(Action::await_change())
 }

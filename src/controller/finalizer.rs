@@ -10,14 +10,14 @@
 
 use std::sync::Arc;
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, RemoveOperation, TestOperation};
-use kube::api::{Api, Patch, PatchParams};
+use json_patch::{AddOperation, PatchOperation, RemoveOperation};
+use kube::api::{Api, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Error, FINALIZER};
+use super::incarnation::{pointer, test};
+use super::{Error, FINALIZER, incarnation};
 
 /// What a reconcile does with its object once the finalizer is in line.
 #[derive(Debug)]
@@ -91,17 +91,6 @@ fn removal(index: usize) -> Vec<PatchOperation> {
     ]
 }
 
-fn test(path: &str, value: serde_json::Value) -> PatchOperation {
-    PatchOperation::Test(TestOperation {
-        path: pointer(path),
-        value,
-    })
-}
-
-fn pointer(path: &str) -> PointerBuf {
-    PointerBuf::parse(path).unwrap_or_else(|_| unreachable!("{path} is a valid JSON pointer"))
-}
-
 async fn patch<K>(api: &Api<K>, object: &K, operations: Vec<PatchOperation>) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
@@ -109,7 +98,7 @@ where
     api.patch(
         &object.name_any(),
         &PatchParams::default(),
-        &Patch::Json::<()>(json_patch::Patch(operations)),
+        &incarnation::patch(object, operations),
     )
     .await
     .map_err(|err| Error::Finalizer(err.to_string()))

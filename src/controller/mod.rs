@@ -15,10 +15,11 @@ pub mod copy;
 mod departures;
 pub mod driver;
 pub mod effects;
-mod finalizer;
+pub mod finalizer;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod gates;
+pub mod incarnation;
 pub mod lenient;
 pub mod schedule;
 
@@ -256,9 +257,11 @@ impl<F> Context<F> {
         Ok(Arc::new(latest))
     }
 
-    /// Applies `status` with server-side apply, only when it differs from the
-    /// object's current status (no writes, and so no GitOps diffs, when nothing
-    /// changed). Returns the object as written, when it was.
+    /// Writes `status` (the whole status, which the operator alone writes) to
+    /// this incarnation of `object` only (see [`incarnation`]), and only when
+    /// it differs from the object's current status (no writes, and so no
+    /// GitOps diffs, when nothing changed). Returns the object as written, when
+    /// it was.
     pub async fn write_status<W, S>(
         &self,
         api: &Api<W>,
@@ -273,16 +276,16 @@ impl<F> Context<F> {
         if previous == Some(status) {
             return Ok(None);
         }
-        let patch = serde_json::json!({
-            "apiVersion": W::api_version(&()),
-            "kind": W::kind(&()),
-            "status": status,
-        });
+        let params = kube::api::PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..kube::api::PatchParams::default()
+        };
+        let status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
         let written = api
             .patch_status(
                 &object.name_any(),
-                &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
-                &kube::api::Patch::Apply(&patch),
+                &params,
+                &incarnation::replace_status(object, status),
             )
             .await?;
         self.saw_version(&written);

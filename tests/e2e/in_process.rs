@@ -14,8 +14,8 @@ use crate::support::world::{REGION, WAIT, condition_of, events};
 use fsx_backup_operator::clock::Clock;
 use fsx_backup_operator::controller::driver::Wiring;
 use fsx_backup_operator::controller::lenient::Lenient;
-use fsx_backup_operator::controller::{Context, Settings, schedule};
-use fsx_backup_operator::crd::FsxBackupSchedule;
+use fsx_backup_operator::controller::{Context, FINALIZER, Settings, finalizer, schedule};
+use fsx_backup_operator::crd::{FsxBackupSchedule, FsxBackupScheduleStatus};
 use fsx_backup_operator::fsx::{
     AwsFsx, AwsFsxConfig, Backup, BackupTarget, BackupsById, ByTarget, CopyBackupRequest,
     CreateBackupRequest, Deleted, FileSystem, FsxApi, FsxError, Place,
@@ -24,7 +24,8 @@ use fsx_backup_operator::metrics::Metrics;
 use fsx_emulator::{Emulator, Faults, FileSystemSeed, FileSystemType};
 use jiff::{SignedDuration, Timestamp};
 use kube::Api;
-use kube::api::PostParams;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -311,6 +312,59 @@ async fn a_panic_in_a_reconcile_is_isolated_and_retried() {
             .until("hourly", "backup AVAILABLE after the panics", available)
             .await;
         assert_eq!(world.creates(), 1);
+    })
+    .await;
+}
+
+/// A reconcile still running for an object that was deleted and created again
+/// under its name (GitOps re-applying it) writes nothing onto the new one: its
+/// status write and its finalizer change test the old UID, and the apiserver
+/// refuses them. Seen in CI: a copy's late status write put the old object's
+/// copies on its successor, which then never adopted them.
+#[tokio::test]
+async fn a_late_write_for_a_deleted_object_never_lands_on_its_successor() {
+    crate::support::with_namespace("inproc-incarnation", |client, namespace| async move {
+        install_crds();
+        let api: Api<FsxBackupSchedule> = Api::namespaced(client.clone(), &namespace);
+        let object: FsxBackupSchedule = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1",
+            "kind": "FsxBackupSchedule",
+            "metadata": {"name": "nightly"},
+            "spec": {"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 3 * * *"},
+        }))
+        .expect("object");
+        let old = api.create(&PostParams::default(), &object).await.expect("create");
+        api.delete("nightly", &DeleteParams::default()).await.expect("delete");
+        eventually("the first object gone", WAIT, || async {
+            api.get_opt("nightly").await.ok().flatten().is_none().then_some(())
+        })
+        .await;
+        let new = api.create(&PostParams::default(), &object).await.expect("create again");
+        assert_ne!(old.uid(), new.uid());
+
+        let fsx = AwsFsx::new(Box::pin(crate::support::aws_sdk_config(REGION)).await, AwsFsxConfig::default());
+        let (metrics, _registry) = Metrics::new();
+        let ctx = Context::new(client, fsx, Clock::system(), Settings::default(), Arc::new(metrics), None);
+        let status = FsxBackupScheduleStatus {
+            observed_generation: Some(1),
+            last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::from_second(Timestamp::now().as_second()).expect("valid"),
+            )),
+            ..FsxBackupScheduleStatus::default()
+        };
+        let stale_write = Box::pin(ctx.write_status(&api, &old, None, &status)).await;
+        assert!(stale_write.is_err(), "the old object's status was written: {stale_write:?}");
+        let stale_finalizer = Box::pin(finalizer::bring_in_line(&api, Arc::new(old), true)).await;
+        assert!(stale_finalizer.is_err(), "the old object's finalizer was added: {stale_finalizer:?}");
+        let untouched = api.get("nightly").await.expect("get");
+        assert_eq!(untouched.status, None);
+        assert!(untouched.finalizers().is_empty(), "{:?}", untouched.finalizers());
+
+        // The object the writes are for takes them.
+        let written = Box::pin(ctx.write_status(&api, &new, None, &status)).await.expect("write").expect("written");
+        assert_eq!(written.status.as_ref(), Some(&status));
+        let step = Box::pin(finalizer::bring_in_line(&api, Arc::new(written), true)).await.expect("finalizer");
+        assert!(matches!(step, finalizer::Step::Apply(o) if o.finalizers() == [FINALIZER]));
     })
     .await;
 }
