@@ -308,7 +308,7 @@ fn create_backup(ctx: &mut Ctx<'_>, input: CreateBackupInput) -> Result<Value, A
         .map_or(file_system.id.clone(), |v| v.id.clone());
 
     // One backup at a time per file system or volume, whoever started it.
-    if rs.backups.values().any(|b| {
+    if rs.in_progress().any(|b| {
         b.source_backup_id.is_none()
             && b.target_id() == target_id
             && b.lifecycle.is_creation_in_progress()
@@ -374,7 +374,7 @@ fn create_backup(ctx: &mut Ctx<'_>, input: CreateBackupInput) -> Result<Value, A
             },
         );
     }
-    rs.backups.insert(id.clone(), record);
+    rs.insert_backup(record);
     ctx.backup_ids.push(id);
     Ok(body)
 }
@@ -605,7 +605,7 @@ fn copy_backup(ctx: &mut Ctx<'_>, input: CopyBackupInput) -> Result<Value, ApiEr
             },
         );
     }
-    rs.backups.insert(id.clone(), record);
+    rs.insert_backup(record);
     rs.note_copying();
     ctx.backup_ids.insert(0, id);
     Ok(body)
@@ -675,7 +675,7 @@ fn delete_backup(ctx: &mut Ctx<'_>, input: DeleteBackupInput) -> Result<Value, A
 
     let token = ctx.token.clone();
     let rs = ctx.region_state();
-    if let Some(mut record) = rs.backups.remove(&id) {
+    if let Some(mut record) = rs.remove_backup(&id) {
         record.lifecycle = BackupLifecycle::Deleted;
         rs.deleted.insert(id.clone(), record);
     }
@@ -809,7 +809,10 @@ fn describe_backups(ctx: &mut Ctx<'_>, input: DescribeBackupsInput) -> Result<Va
                 "file-system-id"
                     if values.iter().any(|fs| {
                         !rs.file_systems.contains_key(fs)
-                            && !rs.backups.values().any(|b| b.file_system.id == *fs)
+                            && rs
+                                .backups_of_file_systems(&BTreeSet::from([fs.clone()]))
+                                .next()
+                                .is_none()
                     }) =>
                 {
                     return Err(ApiError::file_system_not_found());
@@ -828,14 +831,20 @@ fn describe_backups(ctx: &mut Ctx<'_>, input: DescribeBackupsInput) -> Result<Va
                 _ => {}
             }
         }
-        rs.backups
-            .values()
-            .filter(|b| {
-                filters
-                    .iter()
-                    .all(|(name, values)| backup_matches(b, name, values))
-            })
-            .collect()
+        let matches = |b: &&BackupRecord| {
+            filters
+                .iter()
+                .all(|(name, values)| backup_matches(b, name, values))
+        };
+        // Through the index when the file systems are named (the operator's
+        // listing of its targets): in id order, as a scan would give.
+        match filters.iter().find(|(name, _)| name == "file-system-id") {
+            Some((_, file_systems)) => rs
+                .backups_of_file_systems(file_systems)
+                .filter(matches)
+                .collect(),
+            None => rs.backups.values().filter(matches).collect(),
+        }
     } else {
         // BackupIds override any filters.
         let mut unique: Vec<&String> = ids.iter().collect();
