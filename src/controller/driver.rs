@@ -198,14 +198,15 @@ pub async fn run<R: Reconciler>(
         synced,
     } = wiring;
     let concurrency = reconciler.context().settings.max_concurrent_reconciles;
-    // The cache keeps every object, slimmed to what the operator reads.
+    // The cache keeps every object, as read: without the tools' bookkeeping
+    // (`Lenient` drops it while parsing).
     let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
     let (reader, writer) = reflector::store();
     let departures = Departures::new(reconciler.clone(), reader.clone());
     let mut watching = departures.clone();
     let objects = reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()).modify(Lenient::slim),
+        watcher(api, watcher::Config::default().any_semantic()),
     )
     .inspect_ok(move |event| watching.see(event))
     .applied_objects();
