@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use fsx_backup_operator::crd::crd_files;
+use fsx_backup_operator::manager::{self, Format, Options};
+use fsx_backup_operator::telemetry::{self, LogFormat};
 
 /// The allocator, when built with the `mimalloc` feature (otherwise the
 /// target's own: musl's in the image).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use fsx_backup_operator::crd::crd_files;
-use fsx_backup_operator::manager::{self, Format, Options};
-use fsx_backup_operator::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
 #[command(

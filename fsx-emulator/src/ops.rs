@@ -807,13 +807,9 @@ fn describe_backups(ctx: &mut Ctx<'_>, input: DescribeBackupsInput) -> Result<Va
                 // is only unknown when neither the resource nor any backup
                 // of it exists.
                 "file-system-id"
-                    if values.iter().any(|fs| {
-                        !rs.file_systems.contains_key(fs)
-                            && rs
-                                .backups_of_file_systems(&BTreeSet::from([fs.clone()]))
-                                .next()
-                                .is_none()
-                    }) =>
+                    if values
+                        .iter()
+                        .any(|fs| !rs.file_systems.contains_key(fs) && !rs.has_backups_of(fs)) =>
                 {
                     return Err(ApiError::file_system_not_found());
                 }

@@ -256,6 +256,11 @@ impl RegionState {
         Some(record)
     }
 
+    /// Whether any backup of `file_system` exists.
+    pub(crate) fn has_backups_of(&self, file_system: &str) -> bool {
+        self.by_file_system.contains_key(file_system)
+    }
+
     /// The backups of any of `file_systems`, in id order.
     pub(crate) fn backups_of_file_systems<'a>(
         &'a self,

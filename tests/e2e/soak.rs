@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::operator::eventually;
 use crate::support::world::{REGION, World, tag};
 use fsx_emulator::{
     BackupLifecycle, BackupSeed, BackupSnapshot, BackupType, Faults, FileSystemType, Timing,
@@ -138,13 +139,17 @@ async fn a_crash_loop_with_faults_loses_nothing_and_doubles_nothing() {
                 o.status.as_ref().and_then(|s| s.targets.first()).and_then(|t| t.last_scheduled_time.as_ref()).is_some_and(|t| t.0 == last)
             })
             .await;
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while !world.owned_backups(&uid).iter().any(|b| {
-            b.lifecycle == BackupLifecycle::Available && tag(b, "fsxbackup.io/scheduled-time").and_then(|t| t.parse::<Timestamp>().ok()) == Some(last)
-        }) {
-            assert!(Instant::now() < deadline, "the last run's backup never became AVAILABLE");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually("the last run's backup AVAILABLE in FSx", Duration::from_mins(1), || async {
+            world
+                .owned_backups(&uid)
+                .iter()
+                .any(|b| {
+                    b.lifecycle == BackupLifecycle::Available
+                        && tag(b, "fsxbackup.io/scheduled-time").and_then(|t| t.parse::<Timestamp>().ok()) == Some(last)
+                })
+                .then_some(())
+        })
+        .await;
         let handled = nonces.last().cloned();
         world
             .until("hourly", "every run-now handled", |o| o.status.as_ref().and_then(|s| s.last_run_now.clone()) == handled)
