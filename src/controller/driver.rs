@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -30,6 +30,7 @@ use super::effects::{Effect, fold_normal_events, perform, publish_event};
 use super::finalizer::{self, Step};
 use super::incarnation;
 use super::lenient::Lenient;
+use super::runner::{self, Next};
 use super::{Context, Error, ObjectKey};
 use crate::conditions::{Health, Reason};
 use crate::crd::FsxBackupAccount;
@@ -184,12 +185,16 @@ pub struct Wiring {
 /// What a controller of `R` watches: its objects, however malformed.
 pub type Watched<R> = Lenient<<R as Reconciler>::Object>;
 
-/// Runs `reconciler`'s controller over `api` until `shutdown` fires. `configure`
-/// adds kind-specific triggers (watches of related objects, wake-up channels).
+/// A kind-specific reason to look at some objects again (a related object
+/// changed, a copy slot freed): the objects to look at.
+pub type Wake<R> = BoxStream<'static, ObjectRef<Watched<R>>>;
+
+/// Runs `reconciler`'s controller over `api` until `shutdown` fires. `related`
+/// adds kind-specific wake-ups, given the cache of the kind's objects.
 pub async fn run<R: Reconciler>(
     reconciler: Arc<R>,
     api: Api<Watched<R>>,
-    configure: impl FnOnce(Controller<Watched<R>>) -> Controller<Watched<R>>,
+    related: impl FnOnce(&Store<Watched<R>>) -> Vec<Wake<R>>,
     wiring: Wiring,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -204,53 +209,96 @@ pub async fn run<R: Reconciler>(
     let (reader, writer) = reflector::store();
     let departures = Departures::new(reconciler.clone(), reader.clone());
     let mut watching = departures.clone();
-    let objects = reflector(
+    let changed = reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()),
+        watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
     )
     .inspect_ok(move |event| watching.see(event))
     .applied_objects();
-    let controller = Controller::for_stream(objects, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    count_when_synced(controller.store(), synced);
+    let mut wakes: Vec<Wake<R>> = vec![refs(R::Object::LABEL, changed, |object| {
+        vec![ObjectRef::from_obj(&object)]
+    })];
     // An account created, or its allow-list changed: its objects look again at once.
-    let store = controller.store();
-    let controller = controller.watches(
-        accounts,
-        watcher::Config::default().any_semantic(),
+    let store = reader.clone();
+    let account_changed = watcher(accounts, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .applied_objects();
+    wakes.push(refs(
+        "account",
+        account_changed,
         move |account: FsxBackupAccount| {
             let name = account.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|watched| {
-                    watched
-                        .read()
-                        .is_some_and(|object| object.account() == Some(name.as_str()))
-                })
-                .map(|object| reflector::ObjectRef::from_obj(&*object))
-                .collect::<Vec<_>>()
+            matching(&store, |object| object.account() == Some(name.as_str()))
         },
-    );
-    let mut controller = configure(controller).graceful_shutdown_on(shutdown);
+    ));
+    wakes.extend(related(&reader));
     if let Some(rx) = clock_moved {
-        controller = controller.reconcile_all_on(changes(rx));
+        let store = reader.clone();
+        wakes.push(
+            changes(rx)
+                .flat_map(move |()| futures::stream::iter(matching(&store, |_| true)))
+                .boxed(),
+        );
     }
-    controller
-        .run(
-            reconcile::<R>,
-            error_policy::<R>,
-            Arc::new(Driven {
-                reconciler,
-                departures,
-            }),
-        )
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(controller = R::Object::LABEL, error = %err, "reconcile did not complete");
+    count_when_synced(reader.clone(), synced);
+    let driven = Arc::new(Driven {
+        reconciler,
+        departures,
+    });
+    let store = reader.clone();
+    let start = move |key: &ObjectRef<Watched<R>>| {
+        let object = store.get(key)?;
+        let driven = driven.clone();
+        Some(async move {
+            match reconcile::<R>(object.clone(), driven.clone()).await {
+                Ok(next) => next,
+                Err(err) => error_policy(&object, &err, &driven),
             }
         })
-        .await;
+    };
+    let ready = async move { wait_synced(&reader, None).await };
+    runner::run(
+        futures::stream::select_all(wakes),
+        ready,
+        start,
+        concurrency,
+        shutdown,
+    )
+    .await;
+}
+
+/// The objects of `store` that are readable and match `wanted`.
+pub fn matching<K: ManagedObject>(
+    store: &Store<Lenient<K>>,
+    wanted: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<Lenient<K>>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|watched| watched.read().is_some_and(&wanted))
+        .map(|watched| ObjectRef::from_obj(&*watched))
+        .collect()
+}
+
+/// The objects to look at again for each item `changes` yields; a failed
+/// watch is retried by its backoff and logged here.
+pub fn refs<K: ManagedObject, T, E: std::fmt::Display>(
+    source: &'static str,
+    changes: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
+    to_look_at: impl Fn(T) -> Vec<ObjectRef<Lenient<K>>> + Send + 'static,
+) -> BoxStream<'static, ObjectRef<Lenient<K>>> {
+    changes
+        .filter_map(move |change| {
+            futures::future::ready(match change {
+                Ok(item) => Some(futures::stream::iter(to_look_at(item))),
+                Err(err) => {
+                    tracing::warn!(controller = K::LABEL, watch = source, error = %err, "watch failed; retrying");
+                    None
+                }
+            })
+        })
+        .flatten()
+        .boxed()
 }
 
 /// What every reconcile of one kind is given.
@@ -262,7 +310,7 @@ struct Driven<R: Reconciler> {
 async fn reconcile<R: Reconciler>(
     object: Arc<Watched<R>>,
     driven: Arc<Driven<R>>,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let reconciler = &*driven.reconciler;
     let ctx = reconciler.context();
     let key = ObjectKey::of(&*object);
@@ -301,7 +349,7 @@ async fn reconcile<R: Reconciler>(
     }
     reconciler.after_reconcile();
     if driven.departures.after_reconcile(&object) {
-        return Ok(Action::await_change());
+        return Ok(Next::OnChange);
     }
     result
 }
@@ -310,7 +358,7 @@ async fn guarded<R: Reconciler>(
     reconciler: &R,
     api: &Api<Watched<R>>,
     object: Arc<Watched<R>>,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let ctx = reconciler.context();
     // Every step below that waits on I/O is boxed: a reconcile waiting for its
     // turn (see `gates`) then carries only what it holds, not the largest step.
@@ -364,9 +412,9 @@ async fn guarded<R: Reconciler>(
             Box::pin(finalizer::release(api, &*watched)).await?;
             Box::pin(perform(ctx, object, None, vec![note])).await;
             ctx.forget(&ObjectKey::of(object));
-            Ok(Action::await_change())
+            Ok(Next::OnChange)
         }
-        Step::Gone => Ok(Action::await_change()),
+        Step::Gone => Ok(Next::OnChange),
     }
 }
 
@@ -386,7 +434,7 @@ async fn unreadable<R: Reconciler>(
     api: &Api<Watched<R>>,
     object: &Watched<R>,
     error: &str,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let key = ObjectKey::of(object);
     if ctx.memory(&key, |m| m.failures == 0) {
         let message = format!(
@@ -429,7 +477,7 @@ async fn reset_status<R: Reconciler>(
     api: &Api<Watched<R>>,
     object: &Watched<R>,
     why: &str,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let key = ObjectKey::of(object);
     tracing::warn!(object = %key, error = %why, "status cannot be read; rebuilding it");
     count_error(ctx, R::Object::LABEL, "unreadable_status");
@@ -446,7 +494,7 @@ async fn reset_status<R: Reconciler>(
     )
     .await?;
     // The status change is watched: the rebuild follows at once.
-    Ok(Action::await_change())
+    Ok(Next::OnChange)
 }
 
 /// Validate, then apply and record; an invalid spec is recorded as `Stalled` and
@@ -456,7 +504,7 @@ async fn apply<R: Reconciler>(
     reconciler: &R,
     api: &Api<Watched<R>>,
     object: &R::Object,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let (action, written) = apply_once(reconciler, api, object).await?;
     match written {
         Some(object) => Ok(apply_once(reconciler, api, &object).await?.0),
@@ -470,7 +518,7 @@ async fn apply_once<R: Reconciler>(
     reconciler: &R,
     api: &Api<Watched<R>>,
     object: &R::Object,
-) -> Result<(Action, Option<Box<R::Object>>), Error> {
+) -> Result<(Next, Option<Box<R::Object>>), Error> {
     let ctx = reconciler.context();
     let now = ctx.clock.now();
     let previous = object.status();
@@ -486,20 +534,20 @@ async fn apply_once<R: Reconciler>(
             .await
         {
             Ok(applied) => {
-                let action = Action::requeue(applied.requeue);
+                let action = Next::After(applied.requeue);
                 (applied, action)
             }
             // Fixed outside the object (the FsxBackupAccount is watched): look
             // again on its change, or at the slowest pace.
             Err(Error::Refused(refused)) => (
                 stalled(previous, refused.reason(), refused.to_string()),
-                Action::requeue(MAX_BACKOFF),
+                Next::After(MAX_BACKOFF),
             ),
             Err(err) => return Err(err),
         },
         Err(message) => (
             stalled(previous, Reason::InvalidSpec, message),
-            Action::await_change(),
+            Next::OnChange,
         ),
     };
     let checkpoint = applied.checkpoint;
@@ -566,17 +614,12 @@ async fn record<F, K: ManagedObject>(
         .await
 }
 
-#[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects
-fn error_policy<R: Reconciler>(
-    object: Arc<Watched<R>>,
-    error: &Error,
-    driven: Arc<Driven<R>>,
-) -> Action {
-    if driven.departures.after_reconcile(&object) {
-        return Action::await_change();
+fn error_policy<R: Reconciler>(object: &Watched<R>, error: &Error, driven: &Driven<R>) -> Next {
+    if driven.departures.after_reconcile(object) {
+        return Next::OnChange;
     }
     let ctx = driven.reconciler.context();
-    let key = ObjectKey::of(&*object);
+    let key = ObjectKey::of(object);
     let failures = ctx.memory(&key, |m| {
         m.failures = m.failures.saturating_add(1);
         m.failures
@@ -588,7 +631,7 @@ fn error_policy<R: Reconciler>(
         ctx.settings.poll_interval,
     );
     tracing::warn!(object = %key, kind = error.kind(), error = %error, retry_in = ?delay, "reconcile failed");
-    delay.map_or_else(Action::await_change, Action::requeue)
+    delay.map_or(Next::OnChange, Next::After)
 }
 
 /// Records a reconcile's duration and, when it failed, its error kind.
@@ -596,7 +639,7 @@ fn observe<F>(
     ctx: &Context<F>,
     controller: &str,
     started: std::time::Instant,
-    result: &Result<Action, Error>,
+    result: &Result<Next, Error>,
 ) {
     let labels = ControllerLabels {
         controller: controller.to_owned(),

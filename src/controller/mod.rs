@@ -1,7 +1,8 @@
 //! Reconcilers. Each kind is fetch → plan → execute → record:
-//! - [`driver`] runs every kind: the controller loop, the fresh read, the
-//!   finalizer, metrics and the invalid-spec status; [`backoff`] when a
-//!   failed reconcile is tried again;
+//! - [`driver`] runs every kind: the watches, the fresh read, the
+//!   finalizer, metrics and the invalid-spec status; [`runner`] starts each
+//!   object's reconcile when it is due; [`backoff`] when a failed reconcile
+//!   is tried again;
 //! - `<kind>/plan.rs` decides, with no I/O (table-tested);
 //! - `<kind>/mod.rs` fetches from FSx, performs the plan's actions and records
 //!   their results through the planner again;
@@ -21,6 +22,7 @@ pub(crate) mod fixtures;
 pub mod gates;
 pub mod incarnation;
 pub mod lenient;
+pub mod runner;
 pub mod schedule;
 
 use std::collections::HashMap;

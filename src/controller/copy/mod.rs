@@ -8,10 +8,12 @@ pub mod plan;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::StreamExt;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc;
 
 use super::adopt;
@@ -90,38 +92,42 @@ pub async fn run<F: FsxApi>(
         .unwrap_or_else(PoisonError::into_inner)
         .push((namespace, wake));
     let reconciler = Arc::new(CopyReconciler { ctx, shared });
-    let configure = |controller: kube::runtime::Controller<Lenient<FsxBackupCopy>>| {
-        let store = controller.store();
+    let related = |store: &Store<Lenient<FsxBackupCopy>>| {
+        let store = store.clone();
         // A schedule's status changes when it makes a backup: reconcile the copies following it.
-        controller
-            .watches(
-                schedules,
-                kube::runtime::watcher::Config::default().any_semantic(),
-                move |schedule: Lenient<FsxBackupSchedule>| {
-                    let namespace = schedule.namespace();
-                    let name = schedule.name_any();
-                    store
-                        .state()
-                        .into_iter()
-                        .filter(|watched| {
-                            watched.namespace() == namespace
-                                && watched.read().is_some_and(|copy| {
-                                    copy.spec
-                                        .source
-                                        .schedule_ref
-                                        .as_ref()
-                                        .is_some_and(|r| r.name == name)
-                                })
-                        })
-                        .map(|copy| ObjectRef::from_obj(&*copy))
-                        .collect::<Vec<_>>()
-                },
+        let schedule_changed = kube::runtime::watcher(
+            schedules,
+            kube::runtime::watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .applied_objects();
+        let followers = driver::refs(
+            "schedule",
+            schedule_changed,
+            move |schedule: Lenient<FsxBackupSchedule>| {
+                let namespace = schedule.namespace();
+                let name = schedule.name_any();
+                driver::matching(&store, |copy| {
+                    copy.namespace() == namespace
+                        && copy
+                            .spec
+                            .source
+                            .schedule_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name)
+                })
+            },
+        );
+        // A copy slot freed in a Region: the copies waiting for one.
+        let slot_freed =
+            futures::stream::unfold(
+                woken,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
             )
-            .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
-                rx.recv().await.map(|r| (r, rx))
-            }))
+            .boxed();
+        vec![followers, slot_freed]
     };
-    driver::run(reconciler, copies, configure, wiring, shutdown).await;
+    driver::run(reconciler, copies, related, wiring, shutdown).await;
 }
 
 impl<F: FsxApi> Reconciler for CopyReconciler<F> {

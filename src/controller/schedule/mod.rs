@@ -32,7 +32,7 @@ pub async fn run<F: FsxApi>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reconciler = Arc::new(ScheduleReconciler { ctx });
-    driver::run(reconciler, api, |c| c, wiring, shutdown).await;
+    driver::run(reconciler, api, |_| Vec::new(), wiring, shutdown).await;
 }
 
 /// Reconciles `FsxBackupSchedule` objects.
