@@ -227,21 +227,29 @@ pub async fn run<K, F>(
         if stopping && running.is_empty() {
             return;
         }
+        // Unbiased: a burst of finished runs must not keep the watches (the
+        // triggers) waiting, nor the other way round.
         tokio::select! {
-            biased;
             () = &mut shutdown, if !stopping => stopping = true,
             Some(joined) = running.join_next() => {
-                // The task itself cannot panic (the run is caught above), and
-                // the set is never aborted.
-                if let Ok((key, next)) = joined {
-                    busy.remove(&key);
-                    let now = Instant::now();
-                    if held.remove(&key) {
-                        timetable.schedule(key.clone(), now);
+                let now = Instant::now();
+                let mut finish = |joined: Result<(K, Next), tokio::task::JoinError>| {
+                    // The task itself cannot panic (the run is caught above),
+                    // and the set is never aborted.
+                    if let Ok((key, next)) = joined {
+                        busy.remove(&key);
+                        if held.remove(&key) {
+                            timetable.schedule(key.clone(), now);
+                        }
+                        if let Next::After(after) = next {
+                            timetable.schedule(key, now + after);
+                        }
                     }
-                    if let Next::After(after) = next {
-                        timetable.schedule(key, now + after);
-                    }
+                };
+                finish(joined);
+                // Every other run finished by now, in one turn of the loop.
+                while let Some(joined) = running.try_join_next() {
+                    finish(joined);
                 }
             }
             synced = &mut ready, if !is_ready => {
