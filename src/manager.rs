@@ -438,11 +438,14 @@ fn controllers(
     for namespace in watched {
         let (schedules, copies): (Api<Lenient<FsxBackupSchedule>>, Api<Lenient<FsxBackupCopy>>) =
             api(namespace);
-        let (followed, _) = api(namespace);
+        // The schedule controller's watch tells the copy controller which
+        // schedules changed.
+        let (tell_copies, told) = tokio::sync::mpsc::unbounded_channel();
         controllers.push(
             controller::schedule::run(
                 schedules,
                 ctx.clone(),
+                Some(tell_copies),
                 wiring.clone(),
                 stopped(stop.clone()),
             )
@@ -451,7 +454,7 @@ fn controllers(
         controllers.push(
             controller::copy::run(
                 copies,
-                followed,
+                told,
                 namespace.cloned(),
                 ctx.clone(),
                 shared.clone(),

@@ -158,7 +158,13 @@ mod tests {
             Arc::new(metrics),
             None,
         );
-        (Arc::new(ScheduleReconciler { ctx }), registry)
+        (
+            Arc::new(ScheduleReconciler {
+                ctx,
+                followers: None,
+            }),
+            registry,
+        )
     }
 
     fn exported(registry: &Registry, name: &str) -> bool {

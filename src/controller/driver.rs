@@ -171,6 +171,9 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
     fn forget(&self, object: &Self::Object);
     /// After every reconcile (e.g. queue gauges).
     fn after_reconcile(&self) {}
+    /// Each object the watch reports created or changed, as it arrives (the
+    /// schedules tell the copies that follow them).
+    fn changed(&self, _object: &Lenient<Self::Object>) {}
 }
 
 /// What every controller of the process is wired to.
@@ -209,12 +212,14 @@ pub async fn run<R: Reconciler>(
     let (reader, writer) = reflector::store();
     let departures = Departures::new(reconciler.clone(), reader.clone());
     let mut watching = departures.clone();
+    let observer = reconciler.clone();
     let changed = reflector(
         writer,
         watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
     )
     .inspect_ok(move |event| watching.see(event))
-    .applied_objects();
+    .applied_objects()
+    .inspect_ok(move |object| observer.changed(object));
     let mut wakes: Vec<Wake<R>> = vec![refs(R::Object::LABEL, changed, |object| {
         vec![ObjectRef::from_obj(&object)]
     })];
@@ -282,7 +287,7 @@ pub fn matching<K: ManagedObject>(
 
 /// The objects to look at again for each item `changes` yields; a failed
 /// watch is retried by its backoff and logged here.
-pub fn refs<K: ManagedObject, T, E: std::fmt::Display>(
+fn refs<K: ManagedObject, T, E: std::fmt::Display>(
     source: &'static str,
     changes: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
     to_look_at: impl Fn(T) -> Vec<ObjectRef<Lenient<K>>> + Send + 'static,
@@ -737,7 +742,10 @@ mod tests {
         ));
         let settings = Settings::default();
         let ctx = Context::new(client, fsx, Clock::system(), settings, metrics, None);
-        let reconciler = Arc::new(ScheduleReconciler { ctx });
+        let reconciler = Arc::new(ScheduleReconciler {
+            ctx,
+            followers: None,
+        });
         let (store, _writer) = reflector::store();
         let driven = Arc::new(Driven {
             departures: Departures::new(reconciler.clone(), store),

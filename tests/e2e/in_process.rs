@@ -164,7 +164,7 @@ impl InProcess {
             synced: Arc::new(AtomicUsize::new(0)),
         };
         let watched: Api<Lenient<FsxBackupSchedule>> = Api::namespaced(client.clone(), namespace);
-        tokio::spawn(schedule::run(watched, ctx, wiring, async move {
+        tokio::spawn(schedule::run(watched, ctx, None, wiring, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         }));
         Self {

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::adopt;
@@ -78,7 +77,7 @@ pub struct CopyReconciler<F> {
 /// Runs the copy controller for `namespace` (`None`: all) until `shutdown` fires.
 pub async fn run<F: FsxApi>(
     copies: Api<Lenient<FsxBackupCopy>>,
-    schedules: Api<Lenient<FsxBackupSchedule>>,
+    schedule_changed: mpsc::UnboundedReceiver<ObjectKey>,
     namespace: Option<String>,
     ctx: Arc<Context<F>>,
     shared: Arc<CopyShared>,
@@ -94,30 +93,23 @@ pub async fn run<F: FsxApi>(
     let reconciler = Arc::new(CopyReconciler { ctx, shared });
     let related = |store: &Store<Lenient<FsxBackupCopy>>| {
         let store = store.clone();
-        // A schedule's status changes when it makes a backup: reconcile the copies following it.
-        let schedule_changed = kube::runtime::watcher(
-            schedules,
-            kube::runtime::watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .applied_objects();
-        let followers = driver::refs(
-            "schedule",
-            schedule_changed,
-            move |schedule: Lenient<FsxBackupSchedule>| {
-                let namespace = schedule.namespace();
-                let name = schedule.name_any();
-                driver::matching(&store, |copy| {
-                    copy.namespace() == namespace
-                        && copy
-                            .spec
-                            .source
-                            .schedule_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
-                })
-            },
-        );
+        // A schedule's status changes when it makes a backup: reconcile the
+        // copies following it (told by the schedule controller's watch).
+        let followers = futures::stream::unfold(schedule_changed, |mut rx| async move {
+            rx.recv().await.map(|key| (key, rx))
+        })
+        .flat_map(move |schedule: ObjectKey| {
+            futures::stream::iter(driver::matching(&store, |copy| {
+                copy.meta().namespace.as_deref() == Some(schedule.namespace.as_str())
+                    && copy
+                        .spec
+                        .source
+                        .schedule_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == schedule.name)
+            }))
+        })
+        .boxed();
         // A copy slot freed in a Region: the copies waiting for one.
         let slot_freed =
             futures::stream::unfold(

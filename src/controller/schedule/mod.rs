@@ -9,6 +9,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
+use tokio::sync::mpsc;
 
 use super::adopt;
 use super::brake::BrakeCheck;
@@ -24,14 +25,20 @@ use crate::validate::schedule::{target_ids, validate};
 use crate::validate::{Targets, ValidSchedule};
 use plan::{Owner, Selected, Work};
 
+/// Where the schedule controller tells which schedules changed: the copy
+/// controller, whose copies follow them. The schedules are then watched (and
+/// every event parsed) once for both controllers.
+pub type Changes = mpsc::UnboundedSender<ObjectKey>;
+
 /// Runs the schedule controller until `shutdown` fires.
 pub async fn run<F: FsxApi>(
     api: Api<Lenient<FsxBackupSchedule>>,
     ctx: Arc<Context<F>>,
+    followers: Option<Changes>,
     wiring: Wiring,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let reconciler = Arc::new(ScheduleReconciler { ctx });
+    let reconciler = Arc::new(ScheduleReconciler { ctx, followers });
     driver::run(reconciler, api, |_| Vec::new(), wiring, shutdown).await;
 }
 
@@ -39,12 +46,20 @@ pub async fn run<F: FsxApi>(
 #[derive(Debug)]
 pub struct ScheduleReconciler<F> {
     pub ctx: Arc<Context<F>>,
+    pub followers: Option<Changes>,
 }
 
 impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
     type Object = FsxBackupSchedule;
     type Valid = ValidSchedule;
     type Fsx = F;
+
+    fn changed(&self, object: &Lenient<FsxBackupSchedule>) {
+        if let Some(followers) = &self.followers {
+            // Closed only once the copy controller has stopped.
+            let _ = followers.send(ObjectKey::of(object));
+        }
+    }
 
     fn validate(
         &self,
