@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
 
@@ -127,6 +128,11 @@ pub struct ObjectMemory {
     pub last_poll: Option<Timestamp>,
     /// `resourceVersion` after our last status write or fresh read.
     pub seen_version: Option<String>,
+    /// `resourceVersion` of our last status write when it changed nothing but
+    /// the status its reconcile decided: the watch event reporting it brings
+    /// nothing new, so it wakes no reconcile (that reconcile already decided
+    /// when to look next).
+    pub quiet_version: Option<String>,
     /// Copy follow mode: the followed schedule's `resourceVersion` at the last scan.
     pub scanned_schedule: Option<String>,
     /// Copy follow mode: when retention next expires a copy.
@@ -291,7 +297,24 @@ impl<F> Context<F> {
             )
             .await?;
         self.saw_version(&written);
+        let quiet = only_status_changed(object.meta(), written.meta())
+            .then(|| written.resource_version())
+            .flatten();
+        self.memory(&ObjectKey::of(&written), |m| m.quiet_version = quiet);
         Ok(Some(written))
+    }
+
+    /// Whether `object`, as the watch reports it, is our own last status write
+    /// and nothing else (see [`ObjectMemory::quiet_version`]).
+    pub fn is_own_write<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        let Some(version) = object.meta().resource_version.as_deref() else {
+            return false;
+        };
+        let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        memory
+            .get(&ObjectKey::of(object))
+            .and_then(|m| m.quiet_version.as_deref())
+            == Some(version)
     }
 
     fn saw_version<K: Resource<DynamicType = ()>>(&self, object: &K) {
@@ -299,6 +322,19 @@ impl<F> Context<F> {
             self.memory(&ObjectKey::of(object), |m| m.seen_version = Some(version));
         }
     }
+}
+
+/// True when `after` (the object as our status write left it) is `before`
+/// (as its reconcile read it) in everything a reconcile reads besides the
+/// status: the spec (by its generation), annotations (run-now, approvals),
+/// labels, finalizers and deletion. Otherwise someone else changed it between
+/// the read and the write, and its watch event must wake a reconcile.
+fn only_status_changed(before: &ObjectMeta, after: &ObjectMeta) -> bool {
+    before.generation == after.generation
+        && before.annotations == after.annotations
+        && before.labels == after.labels
+        && before.finalizers == after.finalizers
+        && before.deletion_timestamp == after.deletion_timestamp
 }
 
 /// Why a reconcile failed; the driver's error policy decides when to retry.

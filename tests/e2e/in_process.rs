@@ -368,3 +368,57 @@ async fn a_late_write_for_a_deleted_object_never_lands_on_its_successor() {
     })
     .await;
 }
+
+/// The operator's own status write is known as such when the watch reports
+/// it (it wakes no reconcile); a change anyone makes, even one that lands
+/// between the operator's read and its write, is not.
+#[tokio::test]
+async fn only_a_write_that_changed_nothing_but_the_status_is_taken_for_our_own() {
+    crate::support::with_namespace("inproc-own-write", |client, namespace| async move {
+        install_crds();
+        let api: Api<FsxBackupSchedule> = Api::namespaced(client.clone(), &namespace);
+        let object: FsxBackupSchedule = serde_json::from_value(json!({
+            "apiVersion": "fsxbackup.io/v1alpha1",
+            "kind": "FsxBackupSchedule",
+            "metadata": {"name": "nightly"},
+            "spec": {"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 3 * * *"},
+        }))
+        .expect("object");
+        let created = api.create(&PostParams::default(), &object).await.expect("create");
+        let fsx = AwsFsx::new(Box::pin(crate::support::aws_sdk_config(REGION)).await, AwsFsxConfig::default());
+        let (metrics, _registry) = Metrics::new();
+        let ctx = Context::new(client, fsx, Clock::system(), Settings::default(), Arc::new(metrics), None);
+        let status = |missed: u32| FsxBackupScheduleStatus {
+            missed_runs: Some(missed),
+            ..FsxBackupScheduleStatus::default()
+        };
+        assert!(!ctx.is_own_write(&created), "nothing written yet");
+
+        let written = Box::pin(ctx.write_status(&api, &created, None, &status(1))).await.expect("write").expect("written");
+        assert!(ctx.is_own_write(&written), "our write, nothing else changed");
+
+        // Someone asks for a backup now: a change of theirs.
+        let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": "n1"}}});
+        let annotated = api
+            .patch("nightly", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("annotate");
+        assert!(!ctx.is_own_write(&annotated), "their change");
+
+        // A write decided on the object as read before their change carries
+        // their change too: its event must still wake a reconcile.
+        let over_it = Box::pin(ctx.write_status(&api, &written, written.status.as_ref(), &status(2)))
+            .await
+            .expect("write")
+            .expect("written");
+        assert!(over_it.annotations().contains_key("fsxbackup.io/run-now"));
+        assert!(!ctx.is_own_write(&over_it), "the write carried a change the reconcile did not see");
+
+        let decided_on_it = Box::pin(ctx.write_status(&api, &over_it, over_it.status.as_ref(), &status(3)))
+            .await
+            .expect("write")
+            .expect("written");
+        assert!(ctx.is_own_write(&decided_on_it));
+    })
+    .await;
+}
