@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 
 use crate::conditions::Reason;
 use crate::controller::ObjectKey;
-use crate::controller::driver::wait_synced;
+use crate::controller::watches::wait_synced;
 use crate::crd::account::{AllowedNamespaces, FsxBackupAccount};
 use crate::duration::parse_duration;
 use crate::fsx::{MIN_SESSION, Role};

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::controller::copy::CopyShared;
-use crate::controller::driver::Wiring;
 use crate::controller::lenient::Lenient;
+use crate::controller::watches::Wiring;
 use crate::controller::{self, Brake, Context, Settings};
 use crate::crd::{FsxBackupCopy, FsxBackupSchedule};
 use crate::duration::parse_duration;

@@ -1,6 +1,6 @@
-//! The one controller loop every kind runs in. A kind implements [`Reconciler`]
-//! (validate, apply, cleanup); the driver owns everything around it: the watch,
-//! the read-your-writes fresh read, the finalizer, the invalid-spec status, the
+//! One reconcile, for every kind. A kind implements [`Reconciler`] (validate,
+//! apply, cleanup); the driver owns everything around it: the read-your-writes
+//! fresh read, the finalizer, the invalid-spec status, the
 //! status write and the effects that go with it, metrics, panic isolation and
 //! the error policy (per-object exponential backoff; no retries for what only a
 //! person can fix).
@@ -9,20 +9,15 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::stream::BoxStream;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Resource;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
 
 use super::backoff::{MAX_BACKOFF, retry_delay};
 use super::departures::Departures;
@@ -30,10 +25,9 @@ use super::effects::{Effect, fold_normal_events, perform, publish_event};
 use super::finalizer::{self, Step};
 use super::incarnation;
 use super::lenient::Lenient;
-use super::runner::{self, Next};
+use super::runner::Next;
 use super::{Context, Error, ObjectKey};
 use crate::conditions::{Health, Reason};
-use crate::crd::FsxBackupAccount;
 use crate::crd::common::{DeletionPolicy, Notifications};
 use crate::fsx::FsxApi;
 use crate::metrics::{ControllerLabels, ErrorLabels};
@@ -176,156 +170,24 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
     fn changed(&self, _object: &Lenient<Self::Object>) {}
 }
 
-/// What every controller of the process is wired to.
-#[derive(Clone, Debug)]
-pub struct Wiring {
-    /// Ticks when the test clock moves: every object is looked at again.
-    pub clock_moved: Option<watch::Receiver<()>>,
-    /// Counts controllers whose cache is synced, for `/readyz`.
-    pub synced: Arc<AtomicUsize>,
-}
-
 /// What a controller of `R` watches: its objects, however malformed.
 pub type Watched<R> = Lenient<<R as Reconciler>::Object>;
 
-/// A kind-specific reason to look at some objects again (a related object
-/// changed, a copy slot freed): the objects to look at.
-pub type Wake<R> = BoxStream<'static, ObjectRef<Watched<R>>>;
-
-/// Runs `reconciler`'s controller over `api` until `shutdown` fires. `related`
-/// adds kind-specific wake-ups, given the cache of the kind's objects.
-pub async fn run<R: Reconciler>(
-    reconciler: Arc<R>,
-    api: Api<Watched<R>>,
-    related: impl FnOnce(&Store<Watched<R>>) -> Vec<Wake<R>>,
-    wiring: Wiring,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let Wiring {
-        clock_moved,
-        synced,
-    } = wiring;
-    let concurrency = reconciler.context().settings.max_concurrent_reconciles;
-    // The cache keeps every object, as read: without the tools' bookkeeping
-    // (`Lenient` drops it while parsing).
-    let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
-    let (reader, writer) = reflector::store();
-    let departures = Departures::new(reconciler.clone(), reader.clone());
-    let mut watching = departures.clone();
-    let observer = reconciler.clone();
-    let changed = reflector(
-        writer,
-        watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
-    )
-    .inspect_ok(move |event| watching.see(event))
-    .try_filter_map(move |event| {
-        if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) = &event {
-            observer.changed(object);
-        }
-        let own_write = |object: &Watched<R>| observer.context().is_own_write(object);
-        futures::future::ready(Ok(wakes(event, own_write)))
-    });
-    let mut wakes: Vec<Wake<R>> = vec![refs(R::Object::LABEL, changed, |object| {
-        vec![ObjectRef::from_obj(&object)]
-    })];
-    // An account created, or its allow-list changed: its objects look again at once.
-    let store = reader.clone();
-    let account_changed = watcher(accounts, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .applied_objects();
-    wakes.push(refs(
-        "account",
-        account_changed,
-        move |account: FsxBackupAccount| {
-            let name = account.name_any();
-            matching(&store, |object| object.account() == Some(name.as_str()))
-        },
-    ));
-    wakes.extend(related(&reader));
-    if let Some(rx) = clock_moved {
-        let store = reader.clone();
-        wakes.push(
-            changes(rx)
-                .flat_map(move |()| futures::stream::iter(matching(&store, |_| true)))
-                .boxed(),
-        );
-    }
-    count_when_synced(reader.clone(), synced);
-    let driven = Arc::new(Driven {
-        reconciler,
-        departures,
-    });
-    let store = reader.clone();
-    let start = move |key: &ObjectRef<Watched<R>>| {
-        let object = store.get(key)?;
-        let driven = driven.clone();
-        Some(async move {
-            match reconcile::<R>(object.clone(), driven.clone()).await {
-                Ok(next) => next,
-                Err(err) => error_policy(&object, &err, &driven),
-            }
-        })
-    };
-    let ready = async move { wait_synced(&reader, None).await };
-    runner::run(
-        futures::stream::select_all(wakes),
-        ready,
-        start,
-        concurrency,
-        shutdown,
-    )
-    .await;
-}
-
-/// The object a watch event wakes, if any: every object as (re)listed, and
-/// every change but our own status writes, whose reconcile already decided
-/// when to look next. Half of all reconciles were such echoes.
-fn wakes<K>(event: watcher::Event<K>, own_write: impl FnOnce(&K) -> bool) -> Option<K> {
-    match event {
-        watcher::Event::Apply(object) => (!own_write(&object)).then_some(object),
-        watcher::Event::InitApply(object) => Some(object),
-        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => None,
-    }
-}
-
-/// The objects of `store` that are readable and match `wanted`.
-pub fn matching<K: ManagedObject>(
-    store: &Store<Lenient<K>>,
-    wanted: impl Fn(&K) -> bool,
-) -> Vec<ObjectRef<Lenient<K>>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|watched| watched.read().is_some_and(&wanted))
-        .map(|watched| ObjectRef::from_obj(&*watched))
-        .collect()
-}
-
-/// The objects to look at again for each item `changes` yields; a failed
-/// watch is retried by its backoff and logged here.
-fn refs<K: ManagedObject, T, E: std::fmt::Display>(
-    source: &'static str,
-    changes: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
-    to_look_at: impl Fn(T) -> Vec<ObjectRef<Lenient<K>>> + Send + 'static,
-) -> BoxStream<'static, ObjectRef<Lenient<K>>> {
-    changes
-        .filter_map(move |change| {
-            futures::future::ready(match change {
-                Ok(item) => Some(futures::stream::iter(to_look_at(item))),
-                Err(err) => {
-                    tracing::warn!(controller = K::LABEL, watch = source, error = %err, "watch failed; retrying");
-                    None
-                }
-            })
-        })
-        .flatten()
-        .boxed()
-}
-
 /// What every reconcile of one kind is given.
-struct Driven<R: Reconciler> {
-    reconciler: Arc<R>,
-    departures: Departures<R>,
+pub(super) struct Driven<R: Reconciler> {
+    pub(super) reconciler: Arc<R>,
+    pub(super) departures: Departures<R>,
+}
+
+impl<R: Reconciler> Driven<R> {
+    /// One reconcile of `object`, and when to look at it next: as it asked,
+    /// or as the error policy says when it failed.
+    pub(super) async fn reconcile(self: Arc<Self>, object: Arc<Watched<R>>) -> Next {
+        match reconcile::<R>(object.clone(), self.clone()).await {
+            Ok(next) => next,
+            Err(err) => error_policy(&object, &err, &self),
+        }
+    }
 }
 
 async fn reconcile<R: Reconciler>(
@@ -684,51 +546,6 @@ fn count_error<F>(ctx: &Context<F>, controller: &str, kind: &str) {
         })
         .inc();
 }
-
-/// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
-fn count_when_synced<K>(store: Store<K>, synced: Arc<AtomicUsize>)
-where
-    K: Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone + Default + Send + Sync,
-{
-    tokio::spawn(async move {
-        if wait_synced(&store, None).await {
-            let n = synced.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::debug!(kind = %K::kind(&K::DynamicType::default()), synced = n, "cache synced");
-        } else {
-            tracing::warn!(kind = %K::kind(&K::DynamicType::default()), "cache never synced");
-        }
-    });
-}
-
-/// Waits for `store`'s first full list, up to `limit` (`None`: for ever). The
-/// store's readiness signal wakes only its latest waiter, and many wait at once
-/// (the controller, `/readyz`, reconciles at start-up): each waits in short
-/// rounds, polling it afresh. False when the limit passes or the store's
-/// writer is gone.
-pub async fn wait_synced<K>(store: &Store<K>, limit: Option<Duration>) -> bool
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    let deadline = limit.map(|limit| tokio::time::Instant::now() + limit);
-    while deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
-        if let Ok(ready) =
-            tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await
-        {
-            return ready.is_ok();
-        }
-    }
-    false
-}
-
-/// A stream that yields each time the watched value changes (the test clock moved).
-fn changes(rx: watch::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,17 +555,6 @@ mod tests {
     use crate::crd::FsxBackupSchedule;
     use crate::fsx::{AwsFsx, AwsFsxConfig, BatchedFsx, MeteredFsx};
     use crate::metrics::Metrics;
-
-    #[test]
-    fn our_own_status_write_wakes_nothing_but_a_listing_and_any_other_change_do() {
-        use watcher::Event;
-        assert_eq!(wakes(Event::Apply("ours"), |_| true), None);
-        assert_eq!(wakes(Event::Apply("theirs"), |_| false), Some("theirs"));
-        // A relist may come after changes the watch missed: always looked at.
-        assert_eq!(wakes(Event::InitApply("ours"), |_| true), Some("ours"));
-        assert_eq!(wakes(Event::Delete("gone"), |_| false), None);
-        assert_eq!(wakes::<&str>(Event::Init, |_| false), None);
-    }
 
     #[test]
     fn a_write_is_only_ours_when_nothing_but_the_status_changed_since_the_read() {
@@ -810,7 +616,7 @@ mod tests {
             ctx,
             followers: None,
         });
-        let (store, _writer) = reflector::store();
+        let (store, _writer) = kube::runtime::reflector::store();
         let driven = Arc::new(Driven {
             departures: Departures::new(reconciler.clone(), store),
             reconciler,

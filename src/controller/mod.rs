@@ -1,8 +1,8 @@
 //! Reconcilers. Each kind is fetch → plan → execute → record:
-//! - [`driver`] runs every kind: the watches, the fresh read, the
-//!   finalizer, metrics and the invalid-spec status; [`runner`] starts each
-//!   object's reconcile when it is due; [`backoff`] when a failed reconcile
-//!   is tried again;
+//! - [`watches`] says what wakes an object, [`runner`] starts each object's
+//!   reconcile when it is due, and [`driver`] is one reconcile of every kind:
+//!   the fresh read, the finalizer, metrics and the invalid-spec status;
+//!   [`backoff`] when a failed reconcile is tried again;
 //! - `<kind>/plan.rs` decides, with no I/O (table-tested);
 //! - `<kind>/mod.rs` fetches from FSx, performs the plan's actions and records
 //!   their results through the planner again;
@@ -24,6 +24,7 @@ pub mod incarnation;
 pub mod lenient;
 pub mod runner;
 pub mod schedule;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::support::operator::{TestClock, eventually, install_crds, test_dir};
 use crate::support::world::{REGION, WAIT, condition_of, events};
 use fsx_backup_operator::clock::Clock;
-use fsx_backup_operator::controller::driver::Wiring;
 use fsx_backup_operator::controller::lenient::Lenient;
+use fsx_backup_operator::controller::watches::Wiring;
 use fsx_backup_operator::controller::{Context, FINALIZER, Settings, finalizer, schedule};
 use fsx_backup_operator::crd::{FsxBackupSchedule, FsxBackupScheduleStatus};
 use fsx_backup_operator::fsx::{

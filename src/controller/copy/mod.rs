@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 
 use super::adopt;
 use super::brake::BrakeCheck;
-use super::driver::{self, Applied, Pace, Reconciler, Wiring};
+use super::driver::{Applied, Pace, Reconciler};
 use super::effects::{Counter, Effect};
 use super::lenient::Lenient;
+use super::watches::{self, Wiring};
 use super::{Context, Error, ObjectKey, cleanup};
 use crate::accounts::{self, Refused};
 use crate::copy_slots::{self, CopySlots};
@@ -99,7 +100,7 @@ pub async fn run<F: FsxApi>(
             rx.recv().await.map(|key| (key, rx))
         })
         .flat_map(move |schedule: ObjectKey| {
-            futures::stream::iter(driver::matching(&store, |copy| {
+            futures::stream::iter(watches::matching(&store, |copy| {
                 copy.meta().namespace.as_deref() == Some(schedule.namespace.as_str())
                     && copy
                         .spec
@@ -119,7 +120,7 @@ pub async fn run<F: FsxApi>(
             .boxed();
         vec![followers, slot_freed]
     };
-    driver::run(reconciler, copies, related, wiring, shutdown).await;
+    watches::run(reconciler, copies, related, wiring, shutdown).await;
 }
 
 impl<F: FsxApi> Reconciler for CopyReconciler<F> {

@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 
 use super::adopt;
 use super::brake::BrakeCheck;
-use super::driver::{self, Applied, Pace, Reconciler, Wiring};
+use super::driver::{Applied, Pace, Reconciler};
 use super::effects::{Counter, Effect};
 use super::lenient::Lenient;
+use super::watches::{self, Wiring};
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
 use crate::crd::common::DeletionPolicy;
 use crate::crd::schedule::{FsxBackupSchedule, FsxBackupScheduleStatus};
@@ -39,7 +40,7 @@ pub async fn run<F: FsxApi>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let reconciler = Arc::new(ScheduleReconciler { ctx, followers });
-    driver::run(reconciler, api, |_| Vec::new(), wiring, shutdown).await;
+    watches::run(reconciler, api, |_| Vec::new(), wiring, shutdown).await;
 }
 
 /// Reconciles `FsxBackupSchedule` objects.
