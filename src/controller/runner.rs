@@ -10,7 +10,6 @@
 //! through a `JoinSet` (O(1) each) and due instants sit in a heap.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::future::Future;
 use std::hash::Hash;
@@ -88,27 +87,20 @@ impl<K> Default for Timetable<K> {
 impl<K: Hash + Eq + Clone> Timetable<K> {
     /// Asks for `key` to run at `at`, unless it is already due sooner.
     pub fn schedule(&mut self, key: K, at: Instant) {
-        match self.due.entry(key) {
-            Entry::Occupied(mut due) if at < *due.get() => {
-                due.insert(at);
-                self.sequence += 1;
-                self.queue.push(Reverse(Slot {
-                    at,
-                    sequence: self.sequence,
-                    key: due.key().clone(),
-                }));
+        if let Some(due) = self.due.get_mut(&key) {
+            if at >= *due {
+                return;
             }
-            Entry::Occupied(_) => return,
-            Entry::Vacant(due) => {
-                self.sequence += 1;
-                self.queue.push(Reverse(Slot {
-                    at,
-                    sequence: self.sequence,
-                    key: due.key().clone(),
-                }));
-                due.insert(at);
-            }
+            *due = at;
+        } else {
+            self.due.insert(key.clone(), at);
         }
+        self.sequence += 1;
+        self.queue.push(Reverse(Slot {
+            at,
+            sequence: self.sequence,
+            key,
+        }));
         // Bringing keys forward leaves their later entries behind: rebuild when
         // those outnumber the live ones, so the heap stays O(keys).
         if self.queue.len() > 2 * self.due.len() + 1024 {
@@ -272,9 +264,10 @@ pub async fn run<K, F>(
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use tokio::sync::mpsc;
+    use tokio::sync::{mpsc, oneshot};
 
     use super::*;
+    use crate::controller::watches::received;
 
     fn at(seconds: u64) -> Instant {
         Instant::now() + Duration::from_secs(seconds)
@@ -361,23 +354,47 @@ mod tests {
         static START: Instant = Instant::now();
     }
 
+    /// A runner under test, spawned until [`Running::stop`].
+    struct Running(oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+    impl Running {
+        fn spawn<F: Future<Output = Next> + Send + 'static>(
+            triggers: impl Stream<Item = &'static str> + Send + 'static,
+            ready: impl Future<Output = bool> + Send + 'static,
+            start: impl FnMut(&&'static str) -> Option<F> + Send + 'static,
+            concurrency: u16,
+        ) -> Self {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            let runner = tokio::spawn(run(triggers, ready, start, concurrency, shutdown));
+            Self(stop, runner)
+        }
+
+        /// Shuts the runner down and waits for it.
+        async fn stop(self) {
+            self.0.send(()).expect("stop");
+            self.1.await.expect("runner");
+        }
+    }
+
+    /// Asks for `keys` at once, then for nothing more.
+    fn listed(keys: &[&'static str]) -> impl Stream<Item = &'static str> + Send + 'static {
+        futures::stream::iter(keys.to_vec()).chain(futures::stream::pending())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_key_asked_for_while_running_runs_once_more_after_and_never_twice_at_once() {
         now();
         let log = Log::default();
         let (tx, rx) = mpsc::unbounded_channel();
-        let triggers =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|k| (k, rx)) });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(run(
-            triggers,
+        let runner = Running::spawn(
+            received(rx),
             async { true },
             runs(&log, Duration::from_secs(10), Next::OnChange),
             0,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tx.send("a").expect("send");
         tokio::time::sleep(Duration::from_secs(1)).await;
         // Three changes during the run: one more run, after it.
@@ -386,8 +403,7 @@ mod tests {
         }
         tx.send("b").expect("send");
         tokio::time::sleep(Duration::from_secs(30)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         assert_eq!(
             log.lines(),
             [
@@ -406,24 +422,17 @@ mod tests {
         now();
         let log = Log::default();
         let (tx, rx) = mpsc::unbounded_channel();
-        let triggers =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|k| (k, rx)) });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(run(
-            triggers,
+        let runner = Running::spawn(
+            received(rx),
             async { true },
             runs(&log, Duration::ZERO, Next::After(Duration::from_secs(100))),
             0,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tx.send("a").expect("send");
         tokio::time::sleep(Duration::from_secs(150)).await;
         tx.send("a").expect("send"); // at 150: brought forward from 200
         tokio::time::sleep(Duration::from_secs(101)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         let starts: Vec<String> = log
             .lines()
             .into_iter()
@@ -439,23 +448,18 @@ mod tests {
     async fn nothing_starts_before_the_cache_is_ready() {
         now();
         let log = Log::default();
-        let (ready, is_ready) = tokio::sync::oneshot::channel::<()>();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(run(
-            futures::stream::iter(["a", "b"]).chain(futures::stream::pending()),
+        let (ready, is_ready) = oneshot::channel::<()>();
+        let runner = Running::spawn(
+            listed(&["a", "b"]),
             async { is_ready.await.is_ok() },
             runs(&log, Duration::ZERO, Next::OnChange),
             0,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(log.lines().is_empty());
         ready.send(()).expect("ready");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         let mut lines = log.lines();
         lines.sort();
         assert_eq!(lines, ["end a 5", "end b 5", "start a 5", "start b 5"]);
@@ -465,19 +469,14 @@ mod tests {
     async fn a_bound_on_runs_holds_the_rest_until_one_ends() {
         now();
         let log = Log::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(run(
-            futures::stream::iter(["a", "b", "c"]).chain(futures::stream::pending()),
+        let runner = Running::spawn(
+            listed(&["a", "b", "c"]),
             async { true },
             runs(&log, Duration::from_secs(10), Next::OnChange),
             2,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tokio::time::sleep(Duration::from_secs(30)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         let lines = log.lines();
         assert_eq!(lines.iter().filter(|l| l.ends_with(" 0")).count(), 2);
         assert!(lines.contains(&"start c 10".to_owned()), "{lines:?}");
@@ -487,19 +486,14 @@ mod tests {
     async fn shutdown_starts_nothing_new_and_waits_for_the_runs_in_progress() {
         now();
         let log = Log::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let runner = tokio::spawn(run(
-            futures::stream::iter(["a"]).chain(futures::stream::pending()),
+        let runner = Running::spawn(
+            listed(&["a"]),
             async { true },
             runs(&log, Duration::from_secs(10), Next::After(Duration::ZERO)),
             0,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tokio::time::sleep(Duration::from_secs(5)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         assert_eq!(log.lines(), ["start a 0", "end a 10"]);
     }
 
@@ -511,23 +505,18 @@ mod tests {
     async fn a_run_that_panics_releases_its_key_and_is_tried_again() {
         now();
         let log = Log::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let inner = log.clone();
-        let runner = tokio::spawn(run(
-            futures::stream::iter(["a"]).chain(futures::stream::pending()),
+        let runner = Running::spawn(
+            listed(&["a"]),
             async { true },
             move |key: &&'static str| {
                 inner.push(format!("start {key} {}", now()));
                 Some(async { boom() })
             },
             0,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        );
         tokio::time::sleep(AFTER_PANIC + Duration::from_secs(1)).await;
-        stop.send(()).expect("stop");
-        runner.await.expect("runner");
+        runner.stop().await;
         assert_eq!(log.lines(), ["start a 0", "start a 60"]);
     }
 }

@@ -15,7 +15,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::departures::Departures;
 use super::driver::{Driven, ManagedObject, Reconciler, Watched};
@@ -159,6 +159,7 @@ fn refs<K: ManagedObject, T, E: std::fmt::Display>(
         .flatten()
         .boxed()
 }
+
 /// Counts `synced` up once `store` has its first full list: `/readyz` waits for all.
 fn count_when_synced<K>(store: Store<K>, synced: Arc<AtomicUsize>)
 where
@@ -194,6 +195,15 @@ where
         }
     }
     false
+}
+
+/// What `rx` receives, as a stream (wake-ups sent from elsewhere in the process).
+pub fn received<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 /// A stream that yields each time the watched value changes (the test clock moved).

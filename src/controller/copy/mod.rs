@@ -96,28 +96,21 @@ pub async fn run<F: FsxApi>(
         let store = store.clone();
         // A schedule's status changes when it makes a backup: reconcile the
         // copies following it (told by the schedule controller's watch).
-        let followers = futures::stream::unfold(schedule_changed, |mut rx| async move {
-            rx.recv().await.map(|key| (key, rx))
-        })
-        .flat_map(move |schedule: ObjectKey| {
-            futures::stream::iter(watches::matching(&store, |copy| {
-                copy.meta().namespace.as_deref() == Some(schedule.namespace.as_str())
-                    && copy
-                        .spec
-                        .source
-                        .schedule_ref
-                        .as_ref()
-                        .is_some_and(|r| r.name == schedule.name)
-            }))
-        })
-        .boxed();
-        // A copy slot freed in a Region: the copies waiting for one.
-        let slot_freed =
-            futures::stream::unfold(
-                woken,
-                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-            )
+        let followers = watches::received(schedule_changed)
+            .flat_map(move |schedule: ObjectKey| {
+                futures::stream::iter(watches::matching(&store, |copy| {
+                    copy.meta().namespace.as_deref() == Some(schedule.namespace.as_str())
+                        && copy
+                            .spec
+                            .source
+                            .schedule_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == schedule.name)
+                }))
+            })
             .boxed();
+        // A copy slot freed in a Region: the copies waiting for one.
+        let slot_freed = watches::received(woken).boxed();
         vec![followers, slot_freed]
     };
     watches::run(reconciler, copies, related, wiring, shutdown).await;
