@@ -316,6 +316,34 @@ async fn a_panic_in_a_reconcile_is_isolated_and_retried() {
     .await;
 }
 
+/// A daily schedule named `nightly`, for tests that write to it by hand.
+fn nightly() -> FsxBackupSchedule {
+    serde_json::from_value(json!({
+        "apiVersion": "fsxbackup.io/v1alpha1",
+        "kind": "FsxBackupSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 3 * * *"},
+    }))
+    .expect("object")
+}
+
+/// A context for calling the operator's writes directly, with no controller running.
+async fn bare_context(client: kube::Client) -> Arc<Context<AwsFsx>> {
+    let fsx = AwsFsx::new(
+        Box::pin(crate::support::aws_sdk_config(REGION)).await,
+        AwsFsxConfig::default(),
+    );
+    let (metrics, _registry) = Metrics::new();
+    Context::new(
+        client,
+        fsx,
+        Clock::system(),
+        Settings::default(),
+        Arc::new(metrics),
+        None,
+    )
+}
+
 /// A reconcile still running for an object that was deleted and created again
 /// under its name (GitOps re-applying it) writes nothing onto the new one: its
 /// status write and its finalizer change test the old UID, and the apiserver
@@ -326,25 +354,30 @@ async fn a_late_write_for_a_deleted_object_never_lands_on_its_successor() {
     crate::support::with_namespace("inproc-incarnation", |client, namespace| async move {
         install_crds();
         let api: Api<FsxBackupSchedule> = Api::namespaced(client.clone(), &namespace);
-        let object: FsxBackupSchedule = serde_json::from_value(json!({
-            "apiVersion": "fsxbackup.io/v1alpha1",
-            "kind": "FsxBackupSchedule",
-            "metadata": {"name": "nightly"},
-            "spec": {"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 3 * * *"},
-        }))
-        .expect("object");
-        let old = api.create(&PostParams::default(), &object).await.expect("create");
-        api.delete("nightly", &DeleteParams::default()).await.expect("delete");
+        let object = nightly();
+        let old = api
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+        api.delete("nightly", &DeleteParams::default())
+            .await
+            .expect("delete");
         eventually("the first object gone", WAIT, || async {
-            api.get_opt("nightly").await.ok().flatten().is_none().then_some(())
+            api.get_opt("nightly")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
         })
         .await;
-        let new = api.create(&PostParams::default(), &object).await.expect("create again");
+        let new = api
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create again");
         assert_ne!(old.uid(), new.uid());
 
-        let fsx = AwsFsx::new(Box::pin(crate::support::aws_sdk_config(REGION)).await, AwsFsxConfig::default());
-        let (metrics, _registry) = Metrics::new();
-        let ctx = Context::new(client, fsx, Clock::system(), Settings::default(), Arc::new(metrics), None);
+        let ctx = bare_context(client).await;
         let status = FsxBackupScheduleStatus {
             observed_generation: Some(1),
             last_schedule_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -353,17 +386,32 @@ async fn a_late_write_for_a_deleted_object_never_lands_on_its_successor() {
             ..FsxBackupScheduleStatus::default()
         };
         let stale_write = Box::pin(ctx.write_status(&api, &old, None, &status)).await;
-        assert!(stale_write.is_err(), "the old object's status was written: {stale_write:?}");
+        assert!(
+            stale_write.is_err(),
+            "the old object's status was written: {stale_write:?}"
+        );
         let stale_finalizer = Box::pin(finalizer::bring_in_line(&api, Arc::new(old), true)).await;
-        assert!(stale_finalizer.is_err(), "the old object's finalizer was added: {stale_finalizer:?}");
+        assert!(
+            stale_finalizer.is_err(),
+            "the old object's finalizer was added: {stale_finalizer:?}"
+        );
         let untouched = api.get("nightly").await.expect("get");
         assert_eq!(untouched.status, None);
-        assert!(untouched.finalizers().is_empty(), "{:?}", untouched.finalizers());
+        assert!(
+            untouched.finalizers().is_empty(),
+            "{:?}",
+            untouched.finalizers()
+        );
 
         // The object the writes are for takes them.
-        let written = Box::pin(ctx.write_status(&api, &new, None, &status)).await.expect("write").expect("written");
+        let written = Box::pin(ctx.write_status(&api, &new, None, &status))
+            .await
+            .expect("write")
+            .expect("written");
         assert_eq!(written.status.as_ref(), Some(&status));
-        let step = Box::pin(finalizer::bring_in_line(&api, Arc::new(written), true)).await.expect("finalizer");
+        let step = Box::pin(finalizer::bring_in_line(&api, Arc::new(written), true))
+            .await
+            .expect("finalizer");
         assert!(matches!(step, finalizer::Step::Apply(o) if o.finalizers() == [FINALIZER]));
     })
     .await;
@@ -377,47 +425,57 @@ async fn only_a_write_that_changed_nothing_but_the_status_is_taken_for_our_own()
     crate::support::with_namespace("inproc-own-write", |client, namespace| async move {
         install_crds();
         let api: Api<FsxBackupSchedule> = Api::namespaced(client.clone(), &namespace);
-        let object: FsxBackupSchedule = serde_json::from_value(json!({
-            "apiVersion": "fsxbackup.io/v1alpha1",
-            "kind": "FsxBackupSchedule",
-            "metadata": {"name": "nightly"},
-            "spec": {"target": {"fileSystemIds": ["fs-0123456789abcdef0"]}, "schedule": "0 3 * * *"},
-        }))
-        .expect("object");
-        let created = api.create(&PostParams::default(), &object).await.expect("create");
-        let fsx = AwsFsx::new(Box::pin(crate::support::aws_sdk_config(REGION)).await, AwsFsxConfig::default());
-        let (metrics, _registry) = Metrics::new();
-        let ctx = Context::new(client, fsx, Clock::system(), Settings::default(), Arc::new(metrics), None);
+        let object = nightly();
+        let created = api
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+        let ctx = bare_context(client).await;
         let status = |missed: u32| FsxBackupScheduleStatus {
             missed_runs: Some(missed),
             ..FsxBackupScheduleStatus::default()
         };
         assert!(!ctx.is_own_write(&created), "nothing written yet");
 
-        let written = Box::pin(ctx.write_status(&api, &created, None, &status(1))).await.expect("write").expect("written");
-        assert!(ctx.is_own_write(&written), "our write, nothing else changed");
+        let written = Box::pin(ctx.write_status(&api, &created, None, &status(1)))
+            .await
+            .expect("write")
+            .expect("written");
+        assert!(
+            ctx.is_own_write(&written),
+            "our write, nothing else changed"
+        );
 
         // Someone asks for a backup now: a change of theirs.
         let patch = json!({"metadata": {"annotations": {"fsxbackup.io/run-now": "n1"}}});
         let annotated = api
-            .patch("nightly", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .patch(
+                "nightly",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
             .await
             .expect("annotate");
         assert!(!ctx.is_own_write(&annotated), "their change");
 
         // A write decided on the object as read before their change carries
         // their change too: its event must still wake a reconcile.
-        let over_it = Box::pin(ctx.write_status(&api, &written, written.status.as_ref(), &status(2)))
-            .await
-            .expect("write")
-            .expect("written");
+        let over_it =
+            Box::pin(ctx.write_status(&api, &written, written.status.as_ref(), &status(2)))
+                .await
+                .expect("write")
+                .expect("written");
         assert!(over_it.annotations().contains_key("fsxbackup.io/run-now"));
-        assert!(!ctx.is_own_write(&over_it), "the write carried a change the reconcile did not see");
+        assert!(
+            !ctx.is_own_write(&over_it),
+            "the write carried a change the reconcile did not see"
+        );
 
-        let decided_on_it = Box::pin(ctx.write_status(&api, &over_it, over_it.status.as_ref(), &status(3)))
-            .await
-            .expect("write")
-            .expect("written");
+        let decided_on_it =
+            Box::pin(ctx.write_status(&api, &over_it, over_it.status.as_ref(), &status(3)))
+                .await
+                .expect("write")
+                .expect("written");
         assert!(ctx.is_own_write(&decided_on_it));
     })
     .await;
