@@ -23,6 +23,7 @@ use super::backoff::{MAX_BACKOFF, retry_delay};
 use super::departures::Departures;
 use super::effects::{Effect, fold_normal_events, perform, publish_event};
 use super::finalizer::{self, Step};
+use super::gates::Urgency;
 use super::incarnation;
 use super::lenient::Lenient;
 use super::runner::Next;
@@ -149,6 +150,11 @@ pub trait Reconciler: Send + Sync + Sized + 'static {
     fn context(&self) -> &Context<Self::Fsx>;
     /// Pure: the spec as the reconciler acts on it, or the message naming the field to fix.
     fn validate(&self, object: &Self::Object, now: Timestamp) -> Result<Self::Valid, String>;
+    /// Pure, a hint for the gates: whether this reconcile is expected to start
+    /// a backup due now, which then acts before status writes (see `gates`).
+    fn urgency(&self, _object: &Self::Object, _now: Timestamp) -> Urgency {
+        Urgency::Routine
+    }
     /// Fetch, plan and execute for a valid object; the driver records the result.
     fn apply(
         &self,
@@ -410,10 +416,11 @@ async fn apply_once<R: Reconciler>(
         object.account().map(str::to_owned),
         region.map(str::to_owned),
     );
+    let urgency = reconciler.urgency(object, now);
     let (applied, action) = match reconciler.validate(object, now) {
         Ok(valid) => match ctx
             .gates
-            .act(place, || reconciler.apply(object, valid, now))
+            .act(place, urgency, || reconciler.apply(object, valid, now))
             .await
         {
             Ok(applied) => {

@@ -15,6 +15,7 @@ use super::adopt;
 use super::brake::BrakeCheck;
 use super::driver::{Applied, Pace, Reconciler};
 use super::effects::{Counter, Effect};
+use super::gates::Urgency;
 use super::lenient::Lenient;
 use super::watches::{self, Wiring};
 use super::{Context, Error, ObjectKey, RUN_NOW_ANNOTATION, cleanup};
@@ -68,6 +69,21 @@ impl<F: FsxApi> Reconciler for ScheduleReconciler<F> {
         now: Timestamp,
     ) -> Result<ValidSchedule, String> {
         validate(object, self.ctx.settings.default_region.as_deref(), now)
+    }
+
+    fn urgency(&self, object: &FsxBackupSchedule, now: Timestamp) -> Urgency {
+        let run_now = object.annotations().get(RUN_NOW_ANNOTATION);
+        let suspended = object.spec.suspend.unwrap_or(false);
+        if plan::starts_a_run(
+            object.status.as_ref(),
+            suspended,
+            run_now.map(String::as_str),
+            now,
+        ) {
+            Urgency::DueRun
+        } else {
+            Urgency::Routine
+        }
     }
 
     async fn apply(

@@ -482,6 +482,28 @@ impl Work {
     }
 }
 
+/// Whether a reconcile of a schedule in this state is expected to start a
+/// backup now: its next run is due, or a run-now request is not done yet. A
+/// hint for which reconciles act first (see `gates`), never a decision:
+/// [`Work::runs`] and [`Work::creates`] decide.
+pub fn starts_a_run(
+    status: Option<&FsxBackupScheduleStatus>,
+    suspended: bool,
+    run_now: Option<&str>,
+    now: Timestamp,
+) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    let due = !suspended
+        && status
+            .next_schedule_time
+            .as_ref()
+            .is_some_and(|next| next.0 <= now);
+    let asked = run_now.is_some_and(|n| !n.is_empty() && status.last_run_now.as_deref() != Some(n));
+    due || asked
+}
+
 fn is_selected(target: &TargetStatus) -> bool {
     target.not_selected != Some(true)
 }

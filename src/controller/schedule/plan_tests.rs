@@ -549,3 +549,28 @@ mod settle;
 
 #[path = "plan_misses_tests.rs"]
 mod misses;
+
+#[test]
+fn the_reconciles_that_start_a_backup_are_told_apart_before_they_plan() {
+    let valid = hourly(json!({}));
+    let status = pending(&valid, "2026-03-01T11:00:00Z");
+    let before = at("2026-03-01T10:59:59Z");
+    let due = at("2026-03-01T11:00:00Z");
+    assert!(!starts_a_run(None, false, None, due), "a new object waits");
+    assert!(!starts_a_run(Some(&status), false, None, before));
+    assert!(starts_a_run(Some(&status), false, None, due));
+    assert!(!starts_a_run(Some(&status), true, None, due), "suspended");
+    // The hint agrees with the plan: the due reconcile asks, the next does not.
+    let (work, creates) = reconcile_creates(&valid, &status, due, |_| Err(busy()));
+    assert_eq!(creates.len(), 1);
+    let recorded = work.finish(due, &valid, PACE).status;
+    assert!(!starts_a_run(Some(&recorded), false, None, due));
+    // A run-now request not yet done starts one; a done one does not.
+    assert!(starts_a_run(Some(&recorded), false, Some("n1"), due));
+    let done = FsxBackupScheduleStatus {
+        last_run_now: Some("n1".into()),
+        ..recorded
+    };
+    assert!(!starts_a_run(Some(&done), false, Some("n1"), due));
+    assert!(!starts_a_run(Some(&done), false, Some(""), due));
+}
