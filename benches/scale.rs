@@ -295,9 +295,9 @@ impl Run {
     /// Moving the test clock makes the operator look at every object again (a
     /// test-only wake-up: real time never jumps). The lead leaves that look
     /// time to finish, so that the run measures N objects due at once on an
-    /// idle operator, as in production, not that storm on top of it. It stays
-    /// under the poll interval (30 s), within which an object lists its
-    /// targets once: a longer lead would count a second, test-only listing.
+    /// idle operator, as in production, not that storm on top of it. Finished
+    /// on its own, that look lists every target once more (the clock's jump
+    /// makes retention look again): the cap keeps those test-only calls few.
     async fn run_due(&self, metrics_port: u16) -> (Timestamp, f64, f64) {
         let now = self.clock.now().as_second();
         let slot = Timestamp::from_second(now - now.rem_euclid(3600) + 3600).expect("slot");
