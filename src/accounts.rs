@@ -2,22 +2,25 @@
 //! of the `FsxBackupAccount` of that name, when that account allows the
 //! object's namespace. The decision is pure ([`decide`]); [`Accounts`] reads
 //! the accounts (a watched cache, started when first needed) and, only for
-//! allow-lists with a label selector, the namespace's labels.
+//! allow-lists with a label selector, the namespace's labels. The same cache
+//! tells the controllers which account changed ([`Accounts::applied`]), so an
+//! object looks again only once its reconcile would read the change.
 //!
 //! A refusal ([`Refused`]) needs a person (the platform team's allow-list, or
 //! the object's spec): the object is `Stalled` and no AWS call is made for it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
+use kube::ResourceExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::OnceCell;
+use tokio::sync::broadcast;
 
 use crate::conditions::Reason;
 use crate::controller::ObjectKey;
@@ -86,7 +89,7 @@ pub fn decide(
     key: &ObjectKey,
     labels: &BTreeMap<String, String>,
 ) -> Result<Role, Refused> {
-    let name = kube::ResourceExt::name_any(account);
+    let name = account.name_any();
     if !allows(&account.spec.allowed_namespaces, &key.namespace, labels) {
         return Err(Refused::NotAllowed {
             account: name,
@@ -180,8 +183,14 @@ pub fn session_name(key: &ObjectKey) -> String {
 /// The accounts of the cluster, read through a watched cache.
 pub struct Accounts {
     client: kube::Client,
-    cache: OnceCell<Store<FsxBackupAccount>>,
+    cache: OnceLock<Store<FsxBackupAccount>>,
+    /// Each account change as the cache applies it (see [`Accounts::applied`]).
+    applied: broadcast::Sender<Option<String>>,
 }
+
+/// Account changes a listener may fall behind by before it is told it missed
+/// some (and looks at every object with an account).
+const APPLIED_BACKLOG: usize = 1024;
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,8 +207,31 @@ impl Accounts {
     pub fn new(client: kube::Client) -> Self {
         Self {
             client,
-            cache: OnceCell::new(),
+            cache: OnceLock::new(),
+            applied: broadcast::channel(APPLIED_BACKLOG).0,
         }
+    }
+
+    /// Each account the cache has just applied: `Some(name)` when it was
+    /// created, changed or deleted; `None` for any of them (a relist is
+    /// complete, or this listener fell behind and missed some). A reconcile
+    /// woken by it reads the account as changed: a second watch of the
+    /// accounts could wake the object before this cache saw the change, and the
+    /// object would stay refused until something else woke it.
+    pub fn applied(&self) -> impl Stream<Item = Option<String>> + Send + 'static {
+        let rx = self.applied.subscribe();
+        self.store();
+        announcements(rx)
+    }
+
+    fn store(&self) -> &Store<FsxBackupAccount> {
+        self.cache.get_or_init(|| {
+            let api: Api<FsxBackupAccount> = Api::all(self.client.clone());
+            start(
+                watcher(api, watcher::Config::default().any_semantic()),
+                self.applied.clone(),
+            )
+        })
     }
 
     /// The role `account` gives the object `key`: `None` for the operator's own
@@ -231,10 +263,7 @@ impl Accounts {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Arc<FsxBackupAccount>>, kube::Error> {
-        let store = self
-            .cache
-            .get_or_init(|| async { start(self.client.clone()) })
-            .await;
+        let store = self.store();
         if !wait_synced(store, Some(CACHE_SYNC_TIMEOUT)).await {
             // Not synced yet (no RBAC, apiserver down): ask directly.
             let api: Api<FsxBackupAccount> = Api::all(self.client.clone());
@@ -244,16 +273,42 @@ impl Accounts {
     }
 }
 
-/// Starts the cache of accounts; it lives as long as the process.
-fn start(client: kube::Client) -> Store<FsxBackupAccount> {
+/// What `rx` receives: `None` in place of what it missed by falling behind.
+fn announcements(
+    rx: broadcast::Receiver<Option<String>>,
+) -> impl Stream<Item = Option<String>> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(name) => Some((name, rx)),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+/// Starts the cache of accounts, filled from `events`; it lives as long as
+/// the process. Each change is announced on `applied` once the cache holds it:
+/// a relisted account only when the whole list is in (the cache takes it
+/// then), as `None`, since any account may have changed while the watch was
+/// down.
+fn start(
+    events: impl Stream<Item = watcher::Result<watcher::Event<FsxBackupAccount>>> + Send + 'static,
+    applied: broadcast::Sender<Option<String>>,
+) -> Store<FsxBackupAccount> {
     let (reader, writer) = reflector::store();
-    let api: Api<FsxBackupAccount> = Api::all(client);
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().any_semantic()),
-    )
-    .default_backoff()
-    .applied_objects();
+    let stream = reflector::reflector(writer, events)
+        .default_backoff()
+        .inspect_ok(move |event| {
+            let change = match event {
+                watcher::Event::Apply(account) | watcher::Event::Delete(account) => {
+                    Some(account.name_any())
+                }
+                watcher::Event::InitDone => None,
+                watcher::Event::Init | watcher::Event::InitApply(_) => return,
+            };
+            // No listener (no controller running) is not an error.
+            let _ = applied.send(change);
+        });
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
@@ -398,5 +453,63 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
         );
         assert_eq!(account_id("arn:aws:iam::123:role/x"), None);
+    }
+
+    #[tokio::test]
+    async fn an_account_is_announced_once_the_cache_holds_it_as_changed() {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (applied, mut announced) = broadcast::channel(4);
+        let store = start(crate::controller::watches::received(rx).map(Ok), applied);
+        let allows_ns = |held: Option<Arc<FsxBackupAccount>>| {
+            held.is_some_and(|held| decide(&held, &key("ns", "x"), &labels(&[])).is_ok())
+        };
+        let team_a = reflector::ObjectRef::new("team-a");
+        let refusing = account(&["someone-else"], None);
+        events.send(watcher::Event::Init).expect("send");
+        events
+            .send(watcher::Event::InitApply(refusing.clone()))
+            .expect("send");
+        events.send(watcher::Event::InitDone).expect("send");
+        assert_eq!(announced.recv().await.expect("listed"), None);
+        assert!(store.get(&team_a).is_some() && !allows_ns(store.get(&team_a)));
+        // The namespace is allowed: whoever is told reads the allowing account.
+        events
+            .send(watcher::Event::Apply(account(
+                &["someone-else", "ns"],
+                None,
+            )))
+            .expect("send");
+        assert_eq!(
+            announced.recv().await.expect("changed"),
+            Some("team-a".into())
+        );
+        assert!(allows_ns(store.get(&team_a)));
+        // Refused again while the watch was down: told once the relist is in.
+        events.send(watcher::Event::Init).expect("send");
+        events
+            .send(watcher::Event::InitApply(refusing))
+            .expect("send");
+        events.send(watcher::Event::InitDone).expect("send");
+        assert_eq!(announced.recv().await.expect("relisted"), None);
+        assert!(!allows_ns(store.get(&team_a)));
+        events
+            .send(watcher::Event::Delete(account(&[], None)))
+            .expect("send");
+        assert_eq!(
+            announced.recv().await.expect("deleted"),
+            Some("team-a".into())
+        );
+        assert!(store.get(&team_a).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_falls_behind_is_told_it_missed_some() {
+        let (applied, rx) = broadcast::channel(2);
+        for name in ["a", "b", "c"] {
+            applied.send(Some(name.to_owned())).expect("send");
+        }
+        drop(applied);
+        let heard: Vec<_> = announcements(rx).collect().await;
+        assert_eq!(heard, [None, Some("b".into()), Some("c".into())]);
     }
 }

@@ -1,6 +1,6 @@
 //! What wakes an object's reconcile: the watch of its kind (every object as
 //! listed, every change but the operator's own status writes), the accounts
-//! objects act in, kind-specific wake-ups (a followed schedule changed, a copy
+//! objects act in (as their cache applies them), kind-specific wake-ups (a followed schedule changed, a copy
 //! slot freed) and the test clock; and the cache those watches fill, which
 //! `/readyz` waits for. The [`runner`](super::runner) starts the reconciles;
 //! the [`driver`](super::driver) is one reconcile.
@@ -11,17 +11,16 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use super::departures::Departures;
 use super::driver::{Driven, ManagedObject, Reconciler, Watched};
 use super::lenient::Lenient;
 use super::runner;
-use crate::crd::FsxBackupAccount;
 
 /// What every controller of the process is wired to.
 #[derive(Clone, Debug)]
@@ -52,7 +51,6 @@ pub async fn run<R: Reconciler>(
     let concurrency = reconciler.context().settings.max_concurrent_reconciles;
     // The cache keeps every object, as read: without the tools' bookkeeping
     // (`Lenient` drops it while parsing).
-    let accounts: Api<FsxBackupAccount> = Api::all(api.clone().into_client());
     let (reader, writer) = reflector::store();
     let departures = Departures::new(reconciler.clone(), reader.clone());
     let mut watching = departures.clone();
@@ -61,30 +59,39 @@ pub async fn run<R: Reconciler>(
         writer,
         watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
     )
-    .inspect_ok(move |event| watching.see(event))
-    .try_filter_map(move |event| {
-        if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) = &event {
+    .inspect_ok(move |event| {
+        watching.see(event);
+        if let watcher::Event::Apply(object) | watcher::Event::InitApply(object) = event {
             observer.changed(object);
         }
-        let own_write = |object: &Watched<R>| observer.context().is_own_write(object);
-        futures::future::ready(Ok(wakes(event, own_write)))
     });
-    let mut wakes: Vec<Wake<R>> = vec![refs(R::Object::LABEL, changed, |object| {
-        vec![ObjectRef::from_obj(&object)]
-    })];
-    // An account created, or its allow-list changed: its objects look again at once.
+    let own_write = {
+        let reconciler = reconciler.clone();
+        move |object: &Watched<R>| reconciler.context().is_own_write(object)
+    };
+    let mut wakes: Vec<Wake<R>> = vec![refs(
+        R::Object::LABEL,
+        woken(changed, reader.clone(), own_write),
+        |woken| woken,
+    )];
+    // An account created, or its allow-list changed: its objects look again
+    // at once, told by the cache their reconciles read it from.
     let store = reader.clone();
-    let account_changed = watcher(accounts, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .applied_objects();
-    wakes.push(refs(
-        "account",
-        account_changed,
-        move |account: FsxBackupAccount| {
-            let name = account.name_any();
-            matching(&store, |object| object.account() == Some(name.as_str()))
-        },
-    ));
+    let account_applied = reconciler.context().accounts.applied();
+    wakes.push(
+        account_applied
+            .flat_map(move |account| {
+                futures::stream::iter(matching(&store, |object| {
+                    match (&account, object.account()) {
+                        (Some(name), Some(used)) => name == used,
+                        // Some changes were missed: any object with an account.
+                        (None, used) => used.is_some(),
+                        (Some(_), None) => false,
+                    }
+                }))
+            })
+            .boxed(),
+    );
     wakes.extend(related(&reader));
     if let Some(rx) = clock_moved {
         let store = reader.clone();
@@ -115,15 +122,34 @@ pub async fn run<R: Reconciler>(
     .await;
 }
 
-/// The object a watch event wakes, if any: every object as (re)listed, and
-/// every change but our own status writes, whose reconcile already decided
-/// when to look next.
-fn wakes<K>(event: watcher::Event<K>, own_write: impl FnOnce(&K) -> bool) -> Option<K> {
-    match event {
-        watcher::Event::Apply(object) => (!own_write(&object)).then_some(object),
-        watcher::Event::InitApply(object) => Some(object),
-        watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => None,
-    }
+/// The objects each of `events` wakes, once `cache` holds it: every change
+/// but our own status writes (whose reconcile already decided when to look
+/// next), and every object once a (re)list is complete. Not each object as the
+/// list yields it: the cache takes a new list only once it is complete, so a
+/// reconcile started before would read the old copy and miss what changed
+/// while the watch was down (a spec edited during a watch restart, not acted
+/// on until the object's next run).
+fn woken<K, E>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, E>>,
+    cache: Store<K>,
+    own_write: impl Fn(&K) -> bool,
+) -> impl futures::Stream<Item = Result<Vec<ObjectRef<K>>, E>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+{
+    events.map_ok(move |event| match event {
+        watcher::Event::Apply(object) if !own_write(&object) => vec![ObjectRef::from_obj(&object)],
+        watcher::Event::InitDone => cache
+            .state()
+            .iter()
+            .map(|object| ObjectRef::from_obj(&**object))
+            .collect(),
+        watcher::Event::Apply(_)
+        | watcher::Event::InitApply(_)
+        | watcher::Event::Delete(_)
+        | watcher::Event::Init => Vec::new(),
+    })
 }
 
 /// The objects of `store` that are readable and match `wanted`.
@@ -217,14 +243,103 @@ fn changes(rx: watch::Receiver<()>) -> impl futures::Stream<Item = ()> + Send + 
 mod tests {
     use super::*;
 
-    #[test]
-    fn our_own_status_write_wakes_nothing_but_a_listing_and_any_other_change_do() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::ResourceExt;
+    use kube::api::ObjectMeta;
+
+    fn config_map(name: &str, version: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// What `events` wake, each woken object paired with the version a
+    /// reconcile started at that moment would read from the cache.
+    async fn wakes_and_reads(
+        events: Vec<watcher::Event<ConfigMap>>,
+        own_version: &str,
+    ) -> Vec<(String, String)> {
+        let (reader, writer) = reflector::store();
+        let events = reflector(
+            writer,
+            futures::stream::iter(events.into_iter().map(Ok::<_, watcher::Error>)),
+        );
+        let own_version = own_version.to_owned();
+        let own_write = move |object: &ConfigMap| {
+            object.resource_version().as_deref() == Some(own_version.as_str())
+        };
+        let cache = reader.clone();
+        woken(events, reader, own_write)
+            .map(|woken| {
+                let read = |key: ObjectRef<ConfigMap>| {
+                    let version = cache
+                        .get(&key)
+                        .and_then(|o| o.resource_version())
+                        .unwrap_or_default();
+                    (key.name, version)
+                };
+                woken
+                    .expect("event")
+                    .into_iter()
+                    .map(read)
+                    .collect::<Vec<_>>()
+            })
+            .concat()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_relisted_object_is_woken_once_the_cache_holds_the_new_list() {
         use watcher::Event;
-        assert_eq!(wakes(Event::Apply("ours"), |_| true), None);
-        assert_eq!(wakes(Event::Apply("theirs"), |_| false), Some("theirs"));
-        // A relist may come after changes the watch missed: always looked at.
-        assert_eq!(wakes(Event::InitApply("ours"), |_| true), Some("ours"));
-        assert_eq!(wakes(Event::Delete("gone"), |_| false), None);
-        assert_eq!(wakes::<&str>(Event::Init, |_| false), None);
+        let listed = vec![
+            Event::Init,
+            Event::InitApply(config_map("a", "1")),
+            Event::InitDone,
+        ];
+        assert_eq!(
+            wakes_and_reads(listed, "").await,
+            [("a".into(), "1".into())]
+        );
+        // The watch restarts after "a" changed (version 2) while it was down:
+        // the reconcile it wakes reads version 2, not the copy cached before.
+        let relisted = vec![
+            Event::Init,
+            Event::InitApply(config_map("a", "1")),
+            Event::InitDone,
+            Event::Init,
+            Event::InitApply(config_map("a", "2")),
+            Event::InitApply(config_map("b", "7")),
+            Event::InitDone,
+        ];
+        let mut read = wakes_and_reads(relisted, "").await;
+        read.sort();
+        assert_eq!(
+            read,
+            [
+                ("a".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("b".into(), "7".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn our_own_status_write_wakes_nothing_and_any_other_change_does() {
+        use watcher::Event;
+        let changes = vec![
+            Event::Apply(config_map("ours", "5")),
+            Event::Apply(config_map("theirs", "6")),
+            Event::Delete(config_map("theirs", "6")),
+        ];
+        assert_eq!(
+            wakes_and_reads(changes, "5").await,
+            [("theirs".into(), "6".into())]
+        );
     }
 }
