@@ -91,24 +91,32 @@ impl Drop for DueRun<'_> {
 }
 
 impl Gates {
-    /// Runs `step` once `place` has a turn to act.
-    pub async fn act<T, F: Future<Output = T>>(
-        &self,
+    /// Runs `step` once `place` has a turn to act. Not an `async fn`: one
+    /// copies its arguments into locals and keeps both (the step's closure
+    /// twice, in every reconcile waiting here), where this block holds them once.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice"
+    )]
+    pub fn act<'a, T, F: Future<Output = T> + 'a>(
+        &'a self,
         place: PlaceKey,
         urgency: Urgency,
-        step: impl FnOnce() -> F,
-    ) -> T {
-        let _due = (urgency == Urgency::DueRun).then(|| DueRun::enter(self));
-        let gate = self
-            .acting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(place)
-            .or_insert_with(|| Arc::new(Semaphore::new(ACTING_PER_PLACE)))
-            .clone();
-        // Never closed: an error would only mean going on without a turn.
-        let _turn = gate.acquire().await.ok();
-        Box::pin(step()).await
+        step: impl FnOnce() -> F + 'a,
+    ) -> impl Future<Output = T> + 'a {
+        async move {
+            let _due = (urgency == Urgency::DueRun).then(|| DueRun::enter(self));
+            let gate = self
+                .acting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(place)
+                .or_insert_with(|| Arc::new(Semaphore::new(ACTING_PER_PLACE)))
+                .clone();
+            // Never closed: an error would only mean going on without a turn.
+            let _turn = gate.acquire().await.ok();
+            Box::pin(step()).await
+        }
     }
 
     /// Runs `step` once there is a turn to write to the apiserver.
