@@ -17,6 +17,13 @@ if [[ -n "${BENCH_TARGET:-}${BENCH_FEATURES:-}" ]]; then
   # The operator built apart from the benchmark, which runs that binary.
   target=${BENCH_TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
   rustup target add "$target" >/dev/null
+  # musl-gcc compiles the C parts (aws-lc) for a musl target, as in the Dockerfile.
+  if [[ "$target" == *-musl ]] && ! command -v "${target%%-*}-linux-musl-gcc" >/dev/null; then
+    echo "bench: installing musl-tools (musl-gcc) for $target" >&2
+    sudo=(); [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    "${sudo[@]}" apt-get install -y --no-install-recommends musl-tools >&2 \
+      || { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends musl-tools >&2; }
+  fi
   cargo build --locked --release --bin fsx-backup-operator --target "$target" \
     ${BENCH_FEATURES:+--features "$BENCH_FEATURES"}
   export FSXBO_OPERATOR_BIN="${CARGO_TARGET_DIR:-$PWD/target}/$target/release/fsx-backup-operator"

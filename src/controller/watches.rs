@@ -1,9 +1,10 @@
-//! What wakes an object's reconcile: the watch of its kind (every object as
-//! listed, every change but the operator's own status writes), the accounts
-//! objects act in (as their cache applies them), kind-specific wake-ups (a followed schedule changed, a copy
-//! slot freed) and the test clock; and the cache those watches fill, which
-//! `/readyz` waits for. The [`runner`](super::runner) starts the reconciles;
-//! the [`driver`](super::driver) is one reconcile.
+//! What wakes an object's reconcile: the watch of its kind (every object once
+//! a list is complete, every change but the operator's own status writes),
+//! the accounts objects act in (as their cache applies them), kind-specific
+//! wake-ups (a followed schedule changed, a copy slot freed) and the test
+//! clock; and the cache those watches fill, which `/readyz` waits for. The
+//! [`runner`](super::runner) starts the reconciles; the
+//! [`driver`](super::driver) is one reconcile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
