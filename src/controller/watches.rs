@@ -70,11 +70,7 @@ pub async fn run<R: Reconciler>(
         let reconciler = reconciler.clone();
         move |object: &Watched<R>| reconciler.context().is_own_write(object)
     };
-    let mut wakes: Vec<Wake<R>> = vec![refs(
-        R::Object::LABEL,
-        woken(changed, reader.clone(), own_write),
-        |woken| woken,
-    )];
+    let mut wakes: Vec<Wake<R>> = vec![refs(woken(changed, reader.clone(), own_write))];
     // An account created, or its allow-list changed: its objects look again
     // at once, told by the cache their reconciles read it from.
     let store = reader.clone();
@@ -166,19 +162,17 @@ pub fn matching<K: ManagedObject>(
         .collect()
 }
 
-/// The objects to look at again for each item `changes` yields; a failed
-/// watch is retried by its backoff and logged here.
-fn refs<K: ManagedObject, T, E: std::fmt::Display>(
-    source: &'static str,
-    changes: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
-    to_look_at: impl Fn(T) -> Vec<ObjectRef<Lenient<K>>> + Send + 'static,
+/// The objects to look at again, as `woken` yields them; a failed watch is
+/// retried by its backoff and logged here.
+fn refs<K: ManagedObject, E: std::fmt::Display>(
+    woken: impl futures::Stream<Item = Result<Vec<ObjectRef<Lenient<K>>>, E>> + Send + 'static,
 ) -> BoxStream<'static, ObjectRef<Lenient<K>>> {
-    changes
-        .filter_map(move |change| {
-            futures::future::ready(match change {
-                Ok(item) => Some(futures::stream::iter(to_look_at(item))),
+    woken
+        .filter_map(|woken| {
+            futures::future::ready(match woken {
+                Ok(refs) => Some(futures::stream::iter(refs)),
                 Err(err) => {
-                    tracing::warn!(controller = K::LABEL, watch = source, error = %err, "watch failed; retrying");
+                    tracing::warn!(controller = K::LABEL, watch = K::LABEL, error = %err, "watch failed; retrying");
                     None
                 }
             })
