@@ -308,11 +308,7 @@ fn create_backup(ctx: &mut Ctx<'_>, input: CreateBackupInput) -> Result<Value, A
         .map_or(file_system.id.clone(), |v| v.id.clone());
 
     // One backup at a time per file system or volume, whoever started it.
-    if rs.in_progress().any(|b| {
-        b.source_backup_id.is_none()
-            && b.target_id() == target_id
-            && b.lifecycle.is_creation_in_progress()
-    }) {
+    if rs.is_creating(&file_system.id, &target_id) {
         return Err(ApiError::backup_in_progress());
     }
     let quota = ctx.state.limits.user_backups_per_region;

@@ -187,6 +187,67 @@ async fn only_one_backup_at_a_time_per_file_system() {
 }
 
 #[tokio::test]
+async fn each_backup_settles_at_its_own_time() {
+    let h = Harness::start().await;
+    let (slow_fs, quick_fs) = (h.windows_fs(EAST), h.windows_fs(EAST));
+    let client = h.client(EAST);
+    let create = async |fs: &str| {
+        let created = client.create_backup().file_system_id(fs).send().await;
+        created.unwrap().backup.unwrap().backup_id.unwrap()
+    };
+    // Started first, due last.
+    h.emulator.set_timing(Timing {
+        create_duration: Duration::from_secs(3600),
+        ..Timing::default()
+    });
+    let slow = create(&slow_fs).await;
+    h.emulator.set_timing(Timing::default());
+    let quick = create(&quick_fs).await;
+
+    let lifecycle = async |id: &str| describe(&client, id).await.lifecycle().cloned();
+    assert_eq!(lifecycle(&quick).await, Some(BackupLifecycle::Available));
+    assert_eq!(lifecycle(&slow).await, Some(BackupLifecycle::Creating));
+    let busy = service_err(client.create_backup().file_system_id(&slow_fs).send().await);
+    assert!(
+        matches!(busy, CreateBackupError::BackupInProgress(_)),
+        "{busy:?}"
+    );
+    // Settled by the control API before its time: no longer in the way.
+    h.emulator
+        .set_lifecycle(EAST, &slow, EmuLifecycle::Available)
+        .unwrap();
+    create(&slow_fs).await;
+}
+
+#[tokio::test]
+async fn one_backup_at_a_time_per_volume_not_per_file_system() {
+    let h = Harness::start().await;
+    h.emulator.set_timing(Timing {
+        create_duration: Duration::from_secs(3600),
+        ..Timing::default()
+    });
+    let ontap = h.seed_fs(EAST, FileSystemSeed::new(FileSystemType::Ontap));
+    let seed = |name: &str| {
+        h.emulator
+            .seed_volume(EAST, VolumeSeed::new(&ontap).name(name))
+            .unwrap()
+    };
+    let (data, logs) = (seed("data"), seed("logs"));
+    let client = h.client(EAST);
+    let create = async |volume: &str| client.create_backup().volume_id(volume).send().await;
+
+    create(&data).await.expect("the first backup of data");
+    create(&logs)
+        .await
+        .expect("another volume of the same file system");
+    let busy = service_err(create(&data).await);
+    assert!(
+        matches!(busy, CreateBackupError::BackupInProgress(_)),
+        "{busy:?}"
+    );
+}
+
+#[tokio::test]
 async fn ontap_backs_up_volumes_only() {
     let h = Harness::start().await;
     let ontap = h.seed_fs(EAST, FileSystemSeed::new(FileSystemType::Ontap));
