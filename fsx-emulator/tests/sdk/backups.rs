@@ -197,7 +197,7 @@ async fn each_backup_settles_at_its_own_time() {
     };
     // Started first, due last.
     h.emulator.set_timing(Timing {
-        create_duration: Duration::from_secs(3600),
+        create_duration: Duration::from_hours(1),
         ..Timing::default()
     });
     let slow = create(&slow_fs).await;
@@ -223,7 +223,7 @@ async fn each_backup_settles_at_its_own_time() {
 async fn one_backup_at_a_time_per_volume_not_per_file_system() {
     let h = Harness::start().await;
     h.emulator.set_timing(Timing {
-        create_duration: Duration::from_secs(3600),
+        create_duration: Duration::from_hours(1),
         ..Timing::default()
     });
     let ontap = h.seed_fs(EAST, FileSystemSeed::new(FileSystemType::Ontap));
