@@ -8,16 +8,15 @@ use fsx_backup_operator::crd::crd_files;
 use fsx_backup_operator::manager::{self, Format, Options};
 use fsx_backup_operator::telemetry::{self, LogFormat};
 
-/// The allocator, when built with the `mimalloc` or `jemalloc` feature
-/// (otherwise the target's own: musl's in the image). Both are measured
-/// against musl's in the benchmark, and the image keeps musl's (README,
-/// Benchmark).
-#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
-compile_error!("the `mimalloc` and `jemalloc` features each choose the allocator: pick one");
+/// The allocator: jemalloc (the default `jemalloc` feature), configured at
+/// build time with one arena and a background thread that returns freed
+/// pages (`.cargo/config.toml`); measured against musl's own and mimalloc's
+/// in the benchmark (README, Benchmark). `mimalloc`, when chosen, wins;
+/// `--no-default-features` leaves the target's own.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-#[cfg(feature = "jemalloc")]
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
