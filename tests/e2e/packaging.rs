@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::support::operator::{
-    OperatorConfig, eventually, install_crds, kubectl, kubectl_with_input, test_dir,
+    OperatorConfig, eventually, install_crds, kubectl, kubectl_with_input, operator_binary,
+    test_dir,
 };
 use crate::support::world::{WAIT, World, events_with};
 use fsx_backup_operator::crd::{FsxBackupCopy, FsxBackupSchedule};
@@ -1611,12 +1612,8 @@ async fn the_operator_runs_a_backup_prune_copy_cycle_as_the_charts_service_accou
 /// statistics, which it prints at exit when asked.
 #[test]
 fn the_operator_allocates_with_jemalloc_as_measured() {
-    let binary = std::env::var_os("FSXBO_OPERATOR_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_fsx-backup-operator")),
-        PathBuf::from,
-    );
     let out = std::env::temp_dir().join(format!("fsxbo-allocator-{}", std::process::id()));
-    let output = Command::new(binary)
+    let output = Command::new(operator_binary())
         .args(["crd", "--out"])
         .arg(&out)
         .env("_RJEM_MALLOC_CONF", "stats_print:true")

@@ -56,7 +56,7 @@ impl TestClock {
 /// The operator binary: the one cargo built for these tests, or the one
 /// `FSXBO_OPERATOR_BIN` names (e.g. the static musl build the image ships,
 /// which `bench/run.sh` measures with `BENCH_TARGET`).
-fn operator_binary() -> PathBuf {
+pub fn operator_binary() -> PathBuf {
     std::env::var_os("FSXBO_OPERATOR_BIN").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_fsx-backup-operator")),
         PathBuf::from,
